@@ -1,0 +1,19 @@
+//! onecopy moves messages between processes on one Linux machine with one copy instead of two,
+//! using Cross Memory Attach (`process_vm_readv` / `process_vm_writev`).
+//!
+//! The layers, each usable on its own (data flows down, nothing calls up):
+//! - [`vm`]: the kernel interface — read and write another process's memory, safely and completely.
+//! - [`transport`]: every mechanism for moving bytes between two processes, behind one trait.
+//! - [`shm`]: shared memory segments and futex doorbells.
+//! - [`bench`]: the measurement harness behind `onecopy bench`.
+//! - [`check`]: the self-test behind `onecopy check`.
+//! - [`tools`]: number and hex parsing, hex dumps and exit codes for `peek`/`poke`.
+#![deny(missing_docs)]
+
+pub mod bench;
+pub mod check;
+pub mod child;
+pub mod shm;
+pub mod tools;
+pub mod transport;
+pub mod vm;

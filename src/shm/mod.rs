@@ -1,0 +1,158 @@
+//! Shared memory: memfd segments mapped by several processes, and futex doorbells on words in them.
+//!
+//! A [`Segment`] is an anonymous memfd (nothing is created under /dev/shm, so nothing leaks after a
+//! crash) mapped `MAP_SHARED`; a child forked after mapping sees it at the same address. Raw access
+//! to its bytes is this module's concern; structures placed in it are `#[repr(C)]` and located by
+//! offset, since another process may map it elsewhere.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Errors creating or mapping a segment.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    /// memfd_create, ftruncate or mmap failed.
+    #[error(
+        "shared memory segment of {bytes} bytes: {op} failed: {source}; check RLIMIT_MEMLOCK/memory limits"
+    )]
+    Create {
+        /// Requested size.
+        bytes: usize,
+        /// The failing step.
+        op: &'static str,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A shared memory segment: a memfd mapped read-write and shared.
+#[derive(Debug)]
+pub struct Segment {
+    fd: OwnedFd,
+    map: memmap2::MmapRaw,
+}
+
+impl Segment {
+    /// Creates a zero-filled segment of `bytes` bytes (rounded up to a page).
+    pub fn create(name: &str, bytes: usize) -> Result<Segment, ShmError> {
+        let page = rustix::param::page_size();
+        let bytes = bytes.max(1).div_ceil(page) * page;
+        let err = |op| {
+            move |e: std::io::Error| ShmError::Create {
+                bytes,
+                op,
+                source: e,
+            }
+        };
+        let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| err("memfd_create")(e.into()))?;
+        rustix::fs::ftruncate(&fd, bytes as u64).map_err(|e| err("ftruncate")(e.into()))?;
+        let file = std::fs::File::from(fd.try_clone().map_err(err("dup"))?);
+        let map = memmap2::MmapOptions::new()
+            .len(bytes)
+            .map_raw(&file)
+            .map_err(err("mmap"))?;
+        Ok(Segment { fd, map })
+    }
+
+    /// The first byte.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the segment is empty (never, once created).
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// The memfd, for passing to another process.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; all access to its contents goes through atomics or
+// through raw copies whose synchronisation is the user's protocol.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `Segment` itself has no interior state besides the mapping.
+unsafe impl Sync for Segment {}
+
+/// Sleeps while `word` holds `expected`, for at most `timeout` (a shared, cross-process futex).
+///
+/// Returns early on a wake, a change of value, a signal, or the timeout; the caller re-checks.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = rustix::thread::futex::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: timeout.subsec_nanos() as i64,
+    };
+    // Not FUTEX_PRIVATE: the word lives in memory shared between processes.
+    let _ = rustix::thread::futex::wait(
+        word,
+        rustix::thread::futex::Flags::empty(),
+        expected,
+        Some(&ts),
+    );
+}
+
+/// Wakes every process sleeping on `word`.
+pub fn futex_wake(word: &AtomicU32) {
+    let _ =
+        rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+}
+
+/// A counter one side bumps and the other waits on: spin briefly, then sleep on the futex.
+///
+/// The waiter announces itself in `sleepers` before sleeping so that the bumper only pays for a
+/// wake system call when someone is actually asleep.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    value: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+impl Doorbell {
+    /// The current value (Acquire: pairs with the Release in [`Doorbell::set`]).
+    pub fn load(&self) -> u32 {
+        self.value.load(Ordering::Acquire)
+    }
+
+    /// Publishes `v` (Release: everything written before is visible to whoever loads `v`) and
+    /// wakes sleepers.
+    pub fn set(&self, v: u32) {
+        self.value.store(v, Ordering::Release);
+        // SeqCst pairs with the SeqCst increment of `sleepers` in `wait_while`: either the waiter
+        // sees the new value before sleeping, or we see it registered and wake it.
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            futex_wake(&self.value);
+        }
+    }
+
+    /// Waits while the value equals `current`, up to `slice` of sleep; returns the value seen.
+    ///
+    /// Spins first (cheap when the peer is running on another core), then sleeps.
+    pub fn wait_while(&self, current: u32, slice: Duration) -> u32 {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            let v = self.load();
+            if v != current {
+                return v;
+            }
+            backoff.snooze();
+        }
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let v = self.value.load(Ordering::SeqCst);
+        if v == current {
+            futex_wait(&self.value, current, slice);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.load()
+    }
+}
