@@ -156,3 +156,34 @@ impl Doorbell {
         self.load()
     }
 }
+
+/// Copies `src` into the segment at `offset`.
+///
+/// # Safety
+/// No other process or thread may access `[offset, offset + src.len())` during the call; the
+/// caller's protocol (a slot handed over with Release/Acquire) guarantees it.
+pub unsafe fn copy_in(segment: &Segment, offset: usize, src: &[u8]) {
+    assert!(
+        offset
+            .checked_add(src.len())
+            .is_some_and(|end| end <= segment.len())
+    );
+    // SAFETY: in bounds (checked above); exclusive access is the caller's contract.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), segment.as_ptr().add(offset), src.len()) };
+}
+
+/// Copies from the segment at `offset` into `dst`.
+///
+/// # Safety
+/// No other process or thread may write `[offset, offset + dst.len())` during the call.
+pub unsafe fn copy_out(segment: &Segment, offset: usize, dst: &mut [u8]) {
+    assert!(
+        offset
+            .checked_add(dst.len())
+            .is_some_and(|end| end <= segment.len())
+    );
+    // SAFETY: in bounds (checked above); no concurrent writer is the caller's contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(segment.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+    };
+}

@@ -23,7 +23,7 @@ use split::{Limits, Segment, Splitter};
 use sys::Direction;
 
 /// A range of addresses in another process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct RemoteRange {
     /// Start address in the remote process.
