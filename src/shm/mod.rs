@@ -107,6 +107,19 @@ pub fn futex_wake(word: &AtomicU32) {
         rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
 }
 
+/// How long a waiter spins before sleeping: 50 µs, or `ONECOPY_SPIN_US` (0 to 100000).
+pub fn spin_budget() -> Duration {
+    static BUDGET: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let us = std::env::var("ONECOPY_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&us| us <= 100_000)
+            .unwrap_or(50);
+        Duration::from_micros(us)
+    })
+}
+
 /// A counter one side bumps and the other waits on: spin briefly, then sleep on the futex.
 ///
 /// The waiter announces itself in `sleepers` before sleeping so that the bumper only pays for a
@@ -124,12 +137,15 @@ impl Doorbell {
         self.value.load(Ordering::Acquire)
     }
 
-    /// Publishes `v` (Release: everything written before is visible to whoever loads `v`) and
-    /// wakes sleepers.
+    /// Publishes `v` (everything written before is visible to whoever loads `v`: SeqCst includes
+    /// Release) and wakes sleepers.
     pub fn set(&self, v: u32) {
-        self.value.store(v, Ordering::Release);
-        // SeqCst pairs with the SeqCst increment of `sleepers` in `wait_while`: either the waiter
-        // sees the new value before sleeping, or we see it registered and wake it.
+        // SeqCst (a full barrier; Release is not enough): the store must be ordered before the
+        // load of `sleepers` below, pairing with the SeqCst increment of `sleepers` and load of
+        // `value` in `wait_while`. Either the waiter sees the new value before sleeping, or we see
+        // it registered and wake it. With a Release store, x86 may let the load pass the store
+        // and both sides miss each other: a lost wake-up, costing a whole sleep slice.
+        self.value.store(v, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             futex_wake(&self.value);
         }
@@ -137,15 +153,27 @@ impl Doorbell {
 
     /// Waits while the value equals `current`, up to `slice` of sleep; returns the value seen.
     ///
-    /// Spins first (cheap when the peer is running on another core), then sleeps.
+    /// Spins first for [`spin_budget`] (a peer running on another core usually answers within
+    /// microseconds, far sooner than a futex wake-up), yielding now and then so that a peer
+    /// sharing this core can run, then sleeps.
     pub fn wait_while(&self, current: u32, slice: Duration) -> u32 {
-        let backoff = crossbeam_utils::Backoff::new();
-        while !backoff.is_completed() {
+        let budget = spin_budget();
+        let start = std::time::Instant::now();
+        let mut spins = 0u32;
+        loop {
             let v = self.load();
             if v != current {
                 return v;
             }
-            backoff.snooze();
+            spins = spins.wrapping_add(1);
+            if spins % 256 == 0 {
+                if start.elapsed() >= budget {
+                    break;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         let v = self.value.load(Ordering::SeqCst);
