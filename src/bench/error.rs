@@ -33,4 +33,29 @@ pub enum BenchError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A benchmark option has a value that cannot be used.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// A buffer could not be allocated.
+    #[error("cannot allocate a {bytes}-byte buffer: {source}; try smaller --sizes")]
+    Alloc {
+        /// The size asked for.
+        bytes: usize,
+        /// The kernel's error.
+        source: std::io::Error,
+    },
+    /// A transfer failed while being measured.
+    #[error("{transport} at {bytes} bytes: {source}")]
+    Transfer {
+        /// The transport measured.
+        transport: String,
+        /// The message size.
+        bytes: usize,
+        /// What went wrong.
+        #[source]
+        source: crate::transport::TransportError,
+    },
+    /// A helper process could not be started or failed its own checks.
+    #[error("{0}")]
+    Peer(String),
 }

@@ -16,7 +16,9 @@
 //! assert_eq!(csv.lines().count(), 3);
 //! ```
 
+mod buffer;
 mod error;
+pub mod mechanisms;
 mod output;
 mod plot;
 mod progress;
@@ -25,6 +27,7 @@ mod timing;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use buffer::{Buffer, Pages};
 pub use error::BenchError;
 pub use output::{Format, render};
 pub use plot::plot_svg;

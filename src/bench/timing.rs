@@ -139,18 +139,17 @@ pub fn measure<E>(
     Ok(median(&mut rates))
 }
 
-/// The memcpy ceiling for `bytes` in this process, in GB/s: the median of repeated copies between
-/// two buffers of that size for at least `budget` and at least 5 samples.
+/// The memcpy ceiling in this process, in GB/s: the median of repeated copies of `src` into `dst`
+/// (same length) for at least `budget` and at least 5 samples.
 ///
-/// Both buffers are written in full before timing, so no page fault is timed: the transports are
-/// measured on resident buffers too.
-pub fn memcpy_gbps(bytes: usize, budget: Duration) -> f64 {
-    // Non-zero fills: a zero-filled Vec comes from calloc, whose pages stay unmapped until touched.
-    let src = vec![0x5au8; bytes];
-    let mut dst = vec![0xa5u8; bytes];
+/// Pass resident buffers (written in full, as [`super::Buffer::new`] makes them) so that no page
+/// fault is timed: the transports are measured on resident buffers too.
+pub fn memcpy_gbps(src: &[u8], dst: &mut [u8], budget: Duration) -> f64 {
+    let bytes = src.len().min(dst.len());
+    let (src, dst) = (&src[..bytes], &mut dst[..bytes]);
     let result = measure(bytes, budget, 5, || {
         // black_box on both sides: the copy must happen each time even though nobody reads `dst`.
-        black_box(&mut dst).copy_from_slice(black_box(&src));
+        black_box(&mut *dst).copy_from_slice(black_box(src));
         Ok::<(), Infallible>(())
     });
     match result {
@@ -229,7 +228,8 @@ mod tests {
 
     #[test]
     fn memcpy_ceiling_is_positive() {
-        let rate = memcpy_gbps(64 << 10, Duration::from_millis(5));
+        let (src, mut dst) = (vec![1u8; 64 << 10], vec![2u8; 64 << 10]);
+        let rate = memcpy_gbps(&src, &mut dst, Duration::from_millis(5));
         assert!(rate.is_finite() && rate > 0.0, "{rate}");
     }
 }

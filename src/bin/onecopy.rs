@@ -17,6 +17,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Measure: `bench` alone runs a short default suite and prints a table.
+    Bench {
+        #[command(subcommand)]
+        what: Option<BenchCommand>,
+    },
     /// Check, case by case, that CMA works on this machine.
     Check {
         /// Print one JSON document instead of lines.
@@ -56,6 +61,47 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Every way to move bytes between two processes, against memcpy.
+    Mechanisms(MechanismsArgs),
+}
+
+#[derive(clap::Args)]
+struct MechanismsArgs {
+    /// Message sizes, comma-separated, K/M/G meaning KiB/MiB/GiB [default: 4K to 256M, 4x steps].
+    #[arg(long, value_parser = parse_sizes)]
+    sizes: Option<SizeList>,
+    /// Transports, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    transports: String,
+    /// Output: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: onecopy::bench::Format,
+    /// Also draw GB/s against size into this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// Pages behind every buffer: 4k or huge (transparent huge pages).
+    #[arg(long, default_value = "4k")]
+    pages: onecopy::bench::Pages,
+    /// Milliseconds spent on each (size, transport) pair.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    budget_ms: u64,
+    /// Interleaved rounds the time is spread over.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
+}
+
+/// A parsed `--sizes` list (a newtype so clap keeps it as one value).
+#[derive(Clone)]
+struct SizeList(Vec<usize>);
+
+fn parse_sizes(s: &str) -> Result<SizeList, String> {
+    onecopy::bench::parse_sizes(s)
+        .map(SizeList)
+        .map_err(|e| e.to_string())
+}
+
 /// The largest peek that is read into memory at once.
 const PEEK_CHUNK: usize = 16 << 20;
 
@@ -69,6 +115,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
+        Command::Bench { what } => bench(what),
         Command::Check { json } => check(json),
         Command::Peek {
             pid,
@@ -90,6 +137,71 @@ fn main() -> ExitCode {
 fn fail(message: impl std::fmt::Display, code: i32) -> i32 {
     eprintln!("onecopy: {message}");
     code
+}
+
+fn bench(what: Option<BenchCommand>) -> i32 {
+    let args = match what {
+        Some(BenchCommand::Mechanisms(args)) => args,
+        // The short default suite: a few sizes, every mechanism, a table.
+        None => MechanismsArgs {
+            sizes: Some(SizeList(vec![64 << 10, 4 << 20, 64 << 20])),
+            transports: "all".into(),
+            format: onecopy::bench::Format::Table,
+            plot: None,
+            pages: onecopy::bench::Pages::Small,
+            budget_ms: 300,
+            rounds: 3,
+        },
+    };
+    mechanisms(args)
+}
+
+fn mechanisms(args: MechanismsArgs) -> i32 {
+    use onecopy::bench::{Progress, mechanisms};
+    let transports: Vec<String> = if args.transports.trim() == "all" {
+        onecopy::transport::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.transports
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    for name in &transports {
+        if let Err(e) = onecopy::transport::by_name(name) {
+            return fail(e, EXIT_USAGE);
+        }
+    }
+    let options = mechanisms::Options {
+        sizes: args
+            .sizes
+            .map(|s| s.0)
+            .unwrap_or_else(onecopy::bench::mechanisms_sizes),
+        transports,
+        pages: args.pages,
+        budget: std::time::Duration::from_millis(args.budget_ms),
+        rounds: args.rounds as usize,
+    };
+    let progress = Progress::new(mechanisms::progress_steps(&options), "mechanisms");
+    let outcome = mechanisms::run(&options, &progress);
+    progress.finish();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return fail(e, 1),
+    };
+    for s in &outcome.skipped {
+        eprintln!("onecopy: skipped {}: {}", s.transport, s.reason);
+    }
+    print!("{}", onecopy::bench::render(&outcome.records, args.format));
+    if let Some(path) = args.plot {
+        let title = "onecopy bench mechanisms: GB/s between two processes";
+        if let Err(e) = onecopy::bench::plot_svg(&outcome.records, &path, title) {
+            return fail(e, 1);
+        }
+    }
+    0
 }
 
 fn check(json: bool) -> i32 {

@@ -166,7 +166,7 @@ impl Doorbell {
                 return v;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 == 0 {
+            if spins.is_multiple_of(256) {
                 if start.elapsed() >= budget {
                     break;
                 }

@@ -35,8 +35,8 @@ impl Default for ChannelConfig {
     /// The sizes measured best on the reference machine (see BENCHMARKS.md).
     fn default() -> Self {
         ChannelConfig {
-            slot_bytes: 64 << 10,
-            slots: 16,
+            slot_bytes: 32 << 10,
+            slots: 8,
             pipe_bytes: 1 << 20,
         }
     }

@@ -12,7 +12,7 @@ use crate::vm::RemoteRange;
 
 /// Bytes per CMA call. One call over a whole large buffer is much slower than the same bytes in
 /// cache-friendly pieces (see BENCHMARKS.md); `ONECOPY_CMA_CHUNK_BYTES` overrides it.
-pub const DEFAULT_CHUNK_BYTES: usize = 256 << 10;
+pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 
 /// The chunk size in force.
 pub(crate) fn chunk_bytes() -> usize {
