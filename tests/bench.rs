@@ -111,10 +111,8 @@ fn cli_json_csv_table_and_plot() {
     for key in ["bench", "transport", "ranks", "bytes", "value", "unit"] {
         assert!(first.get(key).is_some(), "record lacks {key}: {first}");
     }
-    assert_eq!(
-        bench::render(&records, Format::Json).trim().is_empty(),
-        false
-    );
+    let again: Vec<Record> = serde_json::from_str(&bench::render(&records, Format::Json)).expect("render json");
+    assert_eq!(again, records);
 
     let out = onecopy(&[&common[..], &["--format", "csv"]].concat());
     assert!(out.status.success());
