@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod check;
 pub mod child;
+pub mod comm;
 pub mod shm;
 pub mod tools;
 pub mod transport;
