@@ -151,6 +151,37 @@ impl Doorbell {
         }
     }
 
+    /// Wakes the owner if it is asleep or about to sleep, for an event published just before
+    /// (by a Release store elsewhere, e.g. a ring record).
+    ///
+    /// The fence orders that store before the load of `sleepers`; it pairs with the SeqCst
+    /// increment in [`Doorbell::announce_sleep`], after which the owner re-checks for events.
+    pub fn notify(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.value.fetch_add(1, Ordering::SeqCst);
+            futex_wake(&self.value);
+        }
+    }
+
+    /// The owner's first step towards sleeping: registers as a sleeper and returns the value to
+    /// sleep on. The owner must then re-check for events before [`Doorbell::sleep`], and call
+    /// [`Doorbell::finish_sleep`] afterwards either way.
+    pub fn announce_sleep(&self) -> u32 {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.value.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps unless a notification came after [`Doorbell::announce_sleep`] returned `seen`.
+    pub fn sleep(&self, seen: u32, timeout: Duration) {
+        futex_wait(&self.value, seen, timeout);
+    }
+
+    /// Ends a sleep begun with [`Doorbell::announce_sleep`].
+    pub fn finish_sleep(&self) {
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Waits while the value equals `current`, up to `slice` of sleep; returns the value seen.
     ///
     /// Spins first for [`spin_budget`] (a peer running on another core usually answers within
