@@ -56,7 +56,12 @@ pub struct Process {
 impl Process {
     /// Opens the process with this pid (a thread-group leader).
     pub fn from_pid(pid: i32) -> Result<Process, VmError> {
-        let Some(p) = rustix::process::Pid::from_raw(pid).filter(|_| pid > 0) else {
+        // Checked before building a `Pid`: rustix asserts (in debug builds) that a raw pid is not
+        // negative, and a pid comes straight from the user.
+        let Some(p) = Some(pid)
+            .filter(|&pid| pid > 0)
+            .and_then(rustix::process::Pid::from_raw)
+        else {
             return Err(VmError::invalid(format!("pid must be positive, got {pid}")));
         };
         let pidfd =
@@ -66,9 +71,11 @@ impl Process {
                         pid,
                         why: "does not exist",
                     },
-                    rustix::io::Errno::INVAL => {
-                        VmError::invalid(format!("pid {pid} is not a process (a thread id?)"))
-                    }
+                    // A thread that is not its group's leader: EINVAL on older kernels, ENOENT on
+                    // newer ones (so that it differs from bad flags).
+                    rustix::io::Errno::INVAL | rustix::io::Errno::NOENT => VmError::invalid(
+                        format!("pid {pid} is a thread, not a process (give its process id)"),
+                    ),
                     rustix::io::Errno::NOSYS => VmError::Unsupported {
                         what: "pidfd_open (Linux 5.3)",
                     },
