@@ -89,12 +89,17 @@ pub struct Splitter<'a> {
 
 impl<'a> Splitter<'a> {
     /// Starts at the beginning of both lists.
+    ///
+    /// A limit of 0 is taken as 1: no call could be made under it, and the splitter would never
+    /// finish.
     pub fn new(local: &'a [Segment], remote: &'a [Segment], limits: Limits) -> Self {
-        assert!(limits.max_segments > 0 && limits.max_bytes > 0);
         Splitter {
             local,
             remote,
-            limits,
+            limits: Limits {
+                max_segments: limits.max_segments.max(1),
+                max_bytes: limits.max_bytes.max(1),
+            },
             at_local: Cursor::default(),
             at_remote: Cursor::default(),
             done: 0,
@@ -130,7 +135,8 @@ impl<'a> Splitter<'a> {
         total
     }
 
-    /// Records that `n` bytes of the last call moved.
+    /// Records that `n` bytes of the last call moved: all of it, or a short count (the kernel
+    /// stopped at a fault), after which the next call starts at the first byte not moved.
     pub fn advance(&mut self, n: usize) {
         self.at_local.advance(self.local, n);
         self.at_remote.advance(self.remote, n);
@@ -209,6 +215,46 @@ mod tests {
                 len: 10
             }]
         );
+    }
+
+    #[test]
+    fn zero_limits_still_finish() {
+        let l = segs(&[3]);
+        let r = segs(&[3]);
+        let limits = Limits {
+            max_segments: 0,
+            max_bytes: 0,
+        };
+        let mut s = Splitter::new(&l, &r, limits);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut calls = 0;
+        while s.next_call(&mut a, &mut b) == 1 {
+            s.advance(1);
+            calls += 1;
+        }
+        assert_eq!((s.done(), calls), (3, 3));
+    }
+
+    #[test]
+    fn byte_limit_cuts_calls_on_both_sides() {
+        let l = segs(&[10, 10]);
+        let r = segs(&[4, 16]);
+        let limits = Limits {
+            max_segments: 8,
+            max_bytes: 7,
+        };
+        let mut s = Splitter::new(&l, &r, limits);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut sizes = Vec::new();
+        loop {
+            let n = s.next_call(&mut a, &mut b);
+            if n == 0 {
+                break;
+            }
+            sizes.push((n, a.len(), b.len()));
+            s.advance(n);
+        }
+        assert_eq!(sizes, [(7, 1, 2), (7, 2, 1), (6, 1, 1)]);
     }
 
     #[test]
