@@ -298,6 +298,11 @@ const CASES: &[Case] = &[
         run: einval_ssize_max,
     },
     Case {
+        name: "limits/max-rw-count",
+        needs: Needs::ChildAccess,
+        run: max_rw_count,
+    },
+    Case {
         name: "errno/efault-local",
         needs: Needs::ChildAccess,
         run: efault_local,
@@ -918,6 +923,38 @@ fn einval_ssize_max(ctx: &mut Ctx) -> Checked {
         )
     })?;
     Ok("lengths over SSIZE_MAX refused with EINVAL on either side; SSIZE_MAX accepted".into())
+}
+
+fn max_rw_count(ctx: &mut Ctx) -> Checked {
+    const CHUNK: usize = 4 << 20;
+    const COUNT: usize = crate::vm::split::IOV_MAX;
+    let page = rustix::param::page_size();
+    let expected = (i32::MAX as usize) & !(page - 1);
+    let limit = crate::vm::split::Limits::kernel().max_bytes;
+    ensure(limit == expected, || {
+        format!("Limits::kernel() says {limit:#x}, INT_MAX rounded down to a page is {expected:#x}")
+    })?;
+    let source = ctx.rng.bytes(CHUNK);
+    let child = sleeper()?;
+    let mut buf = vec![0u8; CHUNK];
+    // 4 GiB asked for on each side, with 4 MiB of memory: every iovec names the same buffer.
+    let local = vec![iov_mut(&mut buf); COUNT];
+    let remote = vec![iov(source.as_ptr() as usize, CHUNK); COUNT];
+    // SAFETY: every local iovec is the whole of `buf`, which this function owns and nothing else
+    // references during the call; the kernel writing it over and over is harmless.
+    let r = unsafe { sys::cma(Direction::Read, child.pid(), &local, &remote, 0) };
+    ensure(r == Ok(limit), || {
+        format!(
+            "a read of {COUNT} x {CHUNK} bytes: expected the kernel to stop at MAX_RW_COUNT              ({limit:#x}), the call {}",
+            show(r)
+        )
+    })?;
+    // The last pass over `buf` covered all but its last page, the one before it that page.
+    compare("bytes of the truncated read", &buf, &source)?;
+    Ok(format!(
+        "a 4 GiB read returned exactly MAX_RW_COUNT = {limit:#x} (INT_MAX rounded down to a \
+         {page}-byte page), as the splitter assumes"
+    ))
 }
 
 fn efault_local(ctx: &mut Ctx) -> Checked {

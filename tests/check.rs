@@ -28,6 +28,7 @@ fn every_case_passes_or_skips_here() {
         "data/random-iovecs-write",
         "data/large-transfer",
         "data/many-ranges",
+        "limits/max-rw-count",
         "errno/einval-flags",
         "errno/einval-iovcnt",
         "errno/einval-ssize-max",
