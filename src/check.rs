@@ -7,7 +7,7 @@
 //! knows what the helper's memory contains; writes are verified by reading them back with CMA.
 //!
 //! Most cases go through the safe [`Process`] API; the errno cases make raw calls (through
-//! [`crate::vm::sys`]) because the safe API rejects or hides what they need to send the kernel.
+//! `vm::sys`) because the safe API rejects or hides what they need to send the kernel.
 //! This module does not decide whether CMA is *usable* (that is [`crate::vm::probe`]); cases that
 //! cannot run because CMA is blocked are skipped with the probe's reason.
 
@@ -163,10 +163,18 @@ pub fn run_with_seed(seed: u64) -> Report {
                     seed,
                     rng: Rng::new(seed ^ fnv1a(case.name)),
                 };
-                match (case.run)(&mut ctx) {
-                    Ok(detail) => (Outcome::Pass, detail),
-                    Err(NotPassed::Fail(why)) => (Outcome::Fail, ctx.with_seed(why)),
-                    Err(NotPassed::Skip(why)) => (Outcome::Skip, why),
+                // A panic inside a case is a bug of the suite, not of the kernel, but it must
+                // still end as a failed case rather than take the other cases down with it.
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&mut ctx)));
+                match ran {
+                    Ok(Ok(detail)) => (Outcome::Pass, detail),
+                    Ok(Err(NotPassed::Fail(why))) => (Outcome::Fail, ctx.with_seed(why)),
+                    Ok(Err(NotPassed::Skip(why))) => (Outcome::Skip, why),
+                    Err(_) => (
+                        Outcome::Fail,
+                        ctx.with_seed("the case panicked (see the message above)".into()),
+                    ),
                 }
             }
         };
@@ -216,15 +224,16 @@ fn probe_case(cap: &Capability) -> CaseResult {
 }
 
 fn block_reason(cap: &Capability) -> String {
-    match (&cap.child_error, cap.advice.first()) {
-        _ if cap.syscalls != SyscallState::Available => cap
+    if cap.syscalls != SyscallState::Available {
+        return cap
             .advice
             .first()
             .cloned()
-            .unwrap_or_else(|| syscalls_text(cap.syscalls).to_string()),
-        (Some(e), _) => format!("reading a child failed: {e}"),
-        (None, Some(a)) => a.clone(),
-        (None, None) => "reading a child failed".into(),
+            .unwrap_or_else(|| format!("the system calls are {}", syscalls_text(cap.syscalls)));
+    }
+    match &cap.child_error {
+        Some(e) => format!("reading a child failed: {e}"),
+        None => "reading a child failed".into(),
     }
 }
 

@@ -7,7 +7,7 @@
 //! a short transfer is never success. [`probe`] says whether CMA works here and why not.
 //!
 //! This module does not know about transports, shared memory or ranks; it is the only place that
-//! calls `process_vm_readv`/`process_vm_writev` (in [`sys`]).
+//! calls `process_vm_readv`/`process_vm_writev` (in its private `sys` module).
 
 mod error;
 mod probe;
