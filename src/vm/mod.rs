@@ -41,6 +41,20 @@ impl RemoteRange {
 
 /// Another process, held by a pidfd.
 ///
+/// ```
+/// use onecopy::child::Child;
+/// use onecopy::vm::Process;
+///
+/// // A forked child holds this buffer at the same address as we do.
+/// let greeting = *b"hello";
+/// let child = Child::sleeper()?;
+/// let process = Process::from_pid(child.pid())?;
+/// let mut buf = [0u8; 5];
+/// process.read_exact(greeting.as_ptr() as usize, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// A pidfd refers to one process for its whole life: if that process exits, the pidfd says so even
 /// when its pid has since been given to another process. Every transfer checks it before and after
 /// the system call, so data from a process other than the one opened is never returned as success.

@@ -77,6 +77,24 @@ impl Cursor {
 }
 
 /// Walks a local and a remote list in step, producing kernel-sized calls.
+///
+/// ```
+/// use onecopy::vm::split::{Limits, Segment, Splitter};
+///
+/// let local = [Segment { addr: 0x1000, len: 6 }];
+/// let remote = [Segment { addr: 0x9000, len: 2 }, Segment { addr: 0xa000, len: 8 }];
+/// let limits = Limits { max_segments: 1024, max_bytes: 4 };
+/// let mut split = Splitter::new(&local, &remote, limits);
+/// let (mut l, mut r) = (Vec::new(), Vec::new());
+/// assert_eq!(split.next_call(&mut l, &mut r), 4);
+/// assert_eq!(r, [Segment { addr: 0x9000, len: 2 }, Segment { addr: 0xa000, len: 2 }]);
+/// split.advance(4);
+/// // The remote side is trimmed to what the local side can take.
+/// assert_eq!(split.next_call(&mut l, &mut r), 2);
+/// assert_eq!(r, [Segment { addr: 0xa002, len: 2 }]);
+/// split.advance(2);
+/// assert_eq!(split.next_call(&mut l, &mut r), 0);
+/// ```
 #[derive(Debug)]
 pub struct Splitter<'a> {
     local: &'a [Segment],
