@@ -53,8 +53,10 @@ enum Command {
         #[arg(value_parser = tools::parse_number)]
         addr: usize,
         /// The bytes, as hex (`deadbeef`).
+        // The full path keeps clap from reading `Vec<u8>` as "many u8 values": one value parses
+        // into all the bytes.
         #[arg(long, value_parser = tools::parse_hex, conflicts_with = "file", required_unless_present = "file")]
-        hex: Option<Vec<u8>>,
+        hex: Option<::std::vec::Vec<u8>>,
         /// A file holding the bytes.
         #[arg(long)]
         file: Option<std::path::PathBuf>,

@@ -17,7 +17,14 @@ pub enum DenialReason {
     DifferentUser {
         /// This process's real user id.
         ours: u32,
-        /// The target's real user id.
+        /// The target's differing user id (real, effective or saved).
+        theirs: u32,
+    },
+    /// The target runs with another group and this process lacks `CAP_SYS_PTRACE`.
+    DifferentGroup {
+        /// This process's real group id.
+        ours: u32,
+        /// The target's differing group id (real, effective or saved).
         theirs: u32,
     },
     /// Nothing visible explains the refusal (a non-dumpable target, another user namespace, an LSM).
@@ -52,6 +59,11 @@ impl fmt::Display for DenialReason {
                 f,
                 "the target runs as uid {theirs}, this process as uid {ours}, without CAP_SYS_PTRACE; \
                  run as the same user"
+            ),
+            DenialReason::DifferentGroup { ours, theirs } => write!(
+                f,
+                "the target runs with gid {theirs}, this process with gid {ours}, without \
+                 CAP_SYS_PTRACE; run as the same user and group"
             ),
             DenialReason::Unknown => write!(
                 f,

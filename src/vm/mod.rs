@@ -7,7 +7,7 @@
 //! a short transfer is never success. [`probe`] says whether CMA works here and why not.
 //!
 //! This module does not know about transports, shared memory or ranks; it is the only place that
-//! calls `process_vm_readv`/`process_vm_writev` (in [`sys`]).
+//! calls `process_vm_readv`/`process_vm_writev` (in its private `sys` module).
 
 mod error;
 mod probe;
@@ -41,6 +41,20 @@ impl RemoteRange {
 
 /// Another process, held by a pidfd.
 ///
+/// ```
+/// use onecopy::child::Child;
+/// use onecopy::vm::Process;
+///
+/// // A forked child holds this buffer at the same address as we do.
+/// let greeting = *b"hello";
+/// let child = Child::sleeper()?;
+/// let process = Process::from_pid(child.pid())?;
+/// let mut buf = [0u8; 5];
+/// process.read_exact(greeting.as_ptr() as usize, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// A pidfd refers to one process for its whole life: if that process exits, the pidfd says so even
 /// when its pid has since been given to another process. Every transfer checks it before and after
 /// the system call, so data from a process other than the one opened is never returned as success.
@@ -56,7 +70,12 @@ pub struct Process {
 impl Process {
     /// Opens the process with this pid (a thread-group leader).
     pub fn from_pid(pid: i32) -> Result<Process, VmError> {
-        let Some(p) = rustix::process::Pid::from_raw(pid).filter(|_| pid > 0) else {
+        // Checked before building a `Pid`: rustix asserts (in debug builds) that a raw pid is not
+        // negative, and a pid comes straight from the user.
+        let Some(p) = Some(pid)
+            .filter(|&pid| pid > 0)
+            .and_then(rustix::process::Pid::from_raw)
+        else {
             return Err(VmError::invalid(format!("pid must be positive, got {pid}")));
         };
         let pidfd =
@@ -66,9 +85,11 @@ impl Process {
                         pid,
                         why: "does not exist",
                     },
-                    rustix::io::Errno::INVAL => {
-                        VmError::invalid(format!("pid {pid} is not a process (a thread id?)"))
-                    }
+                    // A thread that is not its group's leader: EINVAL on older kernels, ENOENT on
+                    // newer ones (so that it differs from bad flags).
+                    rustix::io::Errno::INVAL | rustix::io::Errno::NOENT => VmError::invalid(
+                        format!("pid {pid} is a thread, not a process (give its process id)"),
+                    ),
                     rustix::io::Errno::NOSYS => VmError::Unsupported {
                         what: "pidfd_open (Linux 5.3)",
                     },

@@ -133,19 +133,194 @@ fn status_field(path: &str, key: &str) -> Option<String> {
 /// Says why the kernel refused this process ptrace access to `pid`, as far as it can be known.
 ///
 /// A zero-length CMA call is answered before any permission check, so if it fails, a seccomp filter
-/// answered it. Otherwise the owner of the target, this process's capabilities and Yama are compared.
+/// answered it. Otherwise the target's credentials, this process's capabilities and Yama are
+/// compared the way the kernel's ptrace access check does.
 pub fn diagnose_denial(pid: i32) -> DenialReason {
     if sys::empty_call(Direction::Read).is_err() {
         return DenialReason::SeccompFilter;
     }
-    let cap = has_cap_sys_ptrace();
-    let ours = rustix::process::getuid().as_raw();
-    let theirs = status_field(&format!("/proc/{pid}/status"), "Uid:").and_then(|v| v.parse().ok());
-    if let Some(theirs) = theirs.filter(|&t| t != ours && !cap) {
-        return DenialReason::DifferentUser { ours, theirs };
+    let status = format!("/proc/{pid}/status");
+    AccessFacts {
+        our_uid: rustix::process::getuid().as_raw(),
+        our_gid: rustix::process::getgid().as_raw(),
+        their_uids: status_ids(&status, "Uid:"),
+        their_gids: status_ids(&status, "Gid:"),
+        cap_sys_ptrace: has_cap_sys_ptrace(),
+        yama_scope: yama_scope(),
+        target_is_descendant: is_descendant(pid),
     }
-    match yama_scope() {
-        Some(scope @ 1..) if !(scope == 1 && cap) => DenialReason::Yama { scope },
-        _ => DenialReason::Unknown,
+    .reason()
+}
+
+/// What the kernel's ptrace access check looks at, as far as user space can see it.
+#[derive(Debug, Clone, Default)]
+struct AccessFacts {
+    /// This process's real uid and gid (CMA checks real, not effective, credentials).
+    our_uid: u32,
+    our_gid: u32,
+    /// The target's real, effective and saved ids, when readable.
+    their_uids: Option<[u32; 3]>,
+    their_gids: Option<[u32; 3]>,
+    cap_sys_ptrace: bool,
+    yama_scope: Option<u8>,
+    target_is_descendant: bool,
+}
+
+impl AccessFacts {
+    fn reason(&self) -> DenialReason {
+        if !self.cap_sys_ptrace {
+            // The kernel wants our real uid to equal all three of the target's, and the same for
+            // gids: a target that changed its effective or saved id is another user's too.
+            let other = |theirs: Option<[u32; 3]>, ours: u32| {
+                theirs.and_then(|ids| ids.into_iter().find(|&id| id != ours))
+            };
+            if let Some(theirs) = other(self.their_uids, self.our_uid) {
+                return DenialReason::DifferentUser {
+                    ours: self.our_uid,
+                    theirs,
+                };
+            }
+            if let Some(theirs) = other(self.their_gids, self.our_gid) {
+                return DenialReason::DifferentGroup {
+                    ours: self.our_gid,
+                    theirs,
+                };
+            }
+        }
+        match self.yama_scope {
+            // 3 forbids everyone; 2 admits CAP_SYS_PTRACE; 1 admits it and ancestors as well.
+            Some(scope @ 3..) => DenialReason::Yama { scope },
+            Some(2) if !self.cap_sys_ptrace => DenialReason::Yama { scope: 2 },
+            Some(1) if !self.cap_sys_ptrace && !self.target_is_descendant => {
+                DenialReason::Yama { scope: 1 }
+            }
+            _ => DenialReason::Unknown,
+        }
+    }
+}
+
+/// The real, effective and saved ids on a `Uid:` or `Gid:` line of a `/proc/*/status` file.
+fn status_ids(path: &str, key: &str) -> Option<[u32; 3]> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let mut ids = line[key.len()..].split_whitespace().map(str::parse::<u32>);
+    Some([ids.next()?.ok()?, ids.next()?.ok()?, ids.next()?.ok()?])
+}
+
+/// Whether this process is an ancestor of `pid` (Yama scope 1 admits ancestors).
+fn is_descendant(pid: i32) -> bool {
+    let ours = rustix::process::getpid().as_raw_nonzero().get();
+    let mut at = pid;
+    // Parent chains are short; the bound only guards against a chain changing while it is read.
+    for _ in 0..4096 {
+        let Some(parent) = status_field(&format!("/proc/{at}/status"), "PPid:")
+            .and_then(|v| v.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        if parent == ours {
+            return true;
+        }
+        if parent <= 1 {
+            return false;
+        }
+        at = parent;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> AccessFacts {
+        AccessFacts {
+            our_uid: 1000,
+            our_gid: 1000,
+            their_uids: Some([1000; 3]),
+            their_gids: Some([1000; 3]),
+            ..AccessFacts::default()
+        }
+    }
+
+    #[test]
+    fn another_users_target() {
+        let f = AccessFacts {
+            their_uids: Some([0; 3]),
+            ..facts()
+        };
+        assert_eq!(
+            f.reason(),
+            DenialReason::DifferentUser {
+                ours: 1000,
+                theirs: 0
+            }
+        );
+        // A setuid target: same real uid, another effective one.
+        let f = AccessFacts {
+            their_uids: Some([1000, 0, 0]),
+            ..facts()
+        };
+        assert_eq!(
+            f.reason(),
+            DenialReason::DifferentUser {
+                ours: 1000,
+                theirs: 0
+            }
+        );
+        let f = AccessFacts {
+            their_gids: Some([1000, 1000, 42]),
+            ..facts()
+        };
+        assert_eq!(
+            f.reason(),
+            DenialReason::DifferentGroup {
+                ours: 1000,
+                theirs: 42
+            }
+        );
+        // CAP_SYS_PTRACE overrides ids.
+        let f = AccessFacts {
+            their_uids: Some([0; 3]),
+            cap_sys_ptrace: true,
+            ..facts()
+        };
+        assert_eq!(f.reason(), DenialReason::Unknown);
+    }
+
+    #[test]
+    fn yama_scopes() {
+        let with = |scope, cap, descendant| {
+            AccessFacts {
+                yama_scope: Some(scope),
+                cap_sys_ptrace: cap,
+                target_is_descendant: descendant,
+                ..facts()
+            }
+            .reason()
+        };
+        assert_eq!(with(1, false, false), DenialReason::Yama { scope: 1 });
+        // Scope 1 admits ancestors and CAP_SYS_PTRACE: something else refused.
+        assert_eq!(with(1, false, true), DenialReason::Unknown);
+        assert_eq!(with(1, true, false), DenialReason::Unknown);
+        assert_eq!(with(2, false, true), DenialReason::Yama { scope: 2 });
+        assert_eq!(with(2, true, false), DenialReason::Unknown);
+        assert_eq!(with(3, true, true), DenialReason::Yama { scope: 3 });
+        assert_eq!(with(0, false, false), DenialReason::Unknown);
+    }
+
+    #[test]
+    fn ids_of_this_process() {
+        let uid = rustix::process::getuid().as_raw();
+        let ids = status_ids("/proc/self/status", "Uid:").unwrap();
+        assert_eq!(ids[0], uid);
+        assert!(status_ids("/proc/self/status", "NoSuchKey:").is_none());
+    }
+
+    #[test]
+    fn a_child_is_a_descendant() {
+        let child = crate::child::Child::sleeper().unwrap();
+        assert!(is_descendant(child.pid()));
+        assert!(!is_descendant(1));
     }
 }

@@ -77,6 +77,24 @@ impl Cursor {
 }
 
 /// Walks a local and a remote list in step, producing kernel-sized calls.
+///
+/// ```
+/// use onecopy::vm::split::{Limits, Segment, Splitter};
+///
+/// let local = [Segment { addr: 0x1000, len: 6 }];
+/// let remote = [Segment { addr: 0x9000, len: 2 }, Segment { addr: 0xa000, len: 8 }];
+/// let limits = Limits { max_segments: 1024, max_bytes: 4 };
+/// let mut split = Splitter::new(&local, &remote, limits);
+/// let (mut l, mut r) = (Vec::new(), Vec::new());
+/// assert_eq!(split.next_call(&mut l, &mut r), 4);
+/// assert_eq!(r, [Segment { addr: 0x9000, len: 2 }, Segment { addr: 0xa000, len: 2 }]);
+/// split.advance(4);
+/// // The remote side is trimmed to what the local side can take.
+/// assert_eq!(split.next_call(&mut l, &mut r), 2);
+/// assert_eq!(r, [Segment { addr: 0xa002, len: 2 }]);
+/// split.advance(2);
+/// assert_eq!(split.next_call(&mut l, &mut r), 0);
+/// ```
 #[derive(Debug)]
 pub struct Splitter<'a> {
     local: &'a [Segment],
@@ -89,12 +107,17 @@ pub struct Splitter<'a> {
 
 impl<'a> Splitter<'a> {
     /// Starts at the beginning of both lists.
+    ///
+    /// A limit of 0 is taken as 1: no call could be made under it, and the splitter would never
+    /// finish.
     pub fn new(local: &'a [Segment], remote: &'a [Segment], limits: Limits) -> Self {
-        assert!(limits.max_segments > 0 && limits.max_bytes > 0);
         Splitter {
             local,
             remote,
-            limits,
+            limits: Limits {
+                max_segments: limits.max_segments.max(1),
+                max_bytes: limits.max_bytes.max(1),
+            },
             at_local: Cursor::default(),
             at_remote: Cursor::default(),
             done: 0,
@@ -130,7 +153,8 @@ impl<'a> Splitter<'a> {
         total
     }
 
-    /// Records that `n` bytes of the last call moved.
+    /// Records that `n` bytes of the last call moved: all of it, or a short count (the kernel
+    /// stopped at a fault), after which the next call starts at the first byte not moved.
     pub fn advance(&mut self, n: usize) {
         self.at_local.advance(self.local, n);
         self.at_remote.advance(self.remote, n);
@@ -209,6 +233,46 @@ mod tests {
                 len: 10
             }]
         );
+    }
+
+    #[test]
+    fn zero_limits_still_finish() {
+        let l = segs(&[3]);
+        let r = segs(&[3]);
+        let limits = Limits {
+            max_segments: 0,
+            max_bytes: 0,
+        };
+        let mut s = Splitter::new(&l, &r, limits);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut calls = 0;
+        while s.next_call(&mut a, &mut b) == 1 {
+            s.advance(1);
+            calls += 1;
+        }
+        assert_eq!((s.done(), calls), (3, 3));
+    }
+
+    #[test]
+    fn byte_limit_cuts_calls_on_both_sides() {
+        let l = segs(&[10, 10]);
+        let r = segs(&[4, 16]);
+        let limits = Limits {
+            max_segments: 8,
+            max_bytes: 7,
+        };
+        let mut s = Splitter::new(&l, &r, limits);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut sizes = Vec::new();
+        loop {
+            let n = s.next_call(&mut a, &mut b);
+            if n == 0 {
+                break;
+            }
+            sizes.push((n, a.len(), b.len()));
+            s.advance(n);
+        }
+        assert_eq!(sizes, [(7, 1, 2), (7, 2, 1), (6, 1, 1)]);
     }
 
     #[test]

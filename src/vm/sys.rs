@@ -21,7 +21,9 @@ pub(crate) enum Direction {
 /// writable and not aliased by any live Rust reference for [`Direction::Read`], readable for
 /// [`Direction::Write`]. When `pid` is this process (or shares its address space), the `remote`
 /// elements are local memory too and the same contract applies to them. Elements whose memory is
-/// invalid are allowed only when the caller wants the kernel's `EFAULT` (the self-test does).
+/// invalid, or that describe more than the caller owns, are allowed only where the kernel is
+/// known to reject them (`EINVAL`, `EFAULT`) or to stop before the invalid part: the self-test
+/// relies on this to observe the kernel's errors.
 pub(crate) unsafe fn cma(
     dir: Direction,
     pid: i32,

@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests: a watchdog so that a hung multi-process test fails in
+//! bounded time, root detection, and helper processes that other processes may read.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use onecopy::child::Child;
+
+/// Ends the whole test process if dropped later than its deadline.
+///
+/// A hang in a multi-process test (a child that never answers, a wait that never returns) must
+/// fail, not stall the run: the watchdog thread names the test and exits with status 1. Forked
+/// helpers die with the process (they are started with a parent-death signal).
+#[must_use = "the watchdog stops when dropped"]
+pub struct Watchdog {
+    _stop: mpsc::Sender<()>,
+}
+
+/// Starts a watchdog for `test` that fires after `seconds`.
+pub fn watchdog(test: &'static str, seconds: u64) -> Watchdog {
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(seconds)) {
+            eprintln!("test {test} hung: no result after {seconds} s, exiting");
+            std::process::exit(1);
+        }
+    });
+    Watchdog { _stop: stop }
+}
+
+/// Whether this process runs as root (needed to drop a child to another user).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Prints why a test does not run here.
+pub fn skip(reason: &str) {
+    println!("SKIP: {reason}");
+}
+
+/// A sleeping child that any process of the same user may read (`PR_SET_PTRACER_ANY`), so that a
+/// sibling such as the `onecopy` binary can reach it even under Yama ptrace_scope 1.
+pub fn open_sleeper() -> Child {
+    let body = || {
+        // Without Yama this fails harmlessly; with it, it opens the child to its siblings.
+        let _ = rustix::process::set_ptracer(rustix::process::PTracer::Any);
+        loop {
+            // SAFETY: pause has no preconditions; it only waits for a signal.
+            unsafe { libc::pause() };
+        }
+    };
+    // SAFETY: the child makes one prctl and then pauses: no locks, no allocation.
+    unsafe { Child::fork(body) }.expect("fork a sleeper")
+}
+
+/// A value that differs at every byte of a page and between pages, to catch off-by-some copies.
+pub fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i >> 12) as u8
+}
