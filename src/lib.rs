@@ -5,7 +5,7 @@
 //! - [`vm`]: the kernel interface — read and write another process's memory, safely and completely.
 //! - [`transport`]: every mechanism for moving bytes between two processes, behind one trait.
 //! - [`shm`]: shared memory segments and futex doorbells.
-//! - [`bench`]: the measurement harness behind `onecopy bench`.
+//! - [`bench`](mod@bench): the measurement harness behind `onecopy bench`.
 //! - [`check`]: the self-test behind `onecopy check`.
 //! - [`tools`]: number and hex parsing, hex dumps and exit codes for `peek`/`poke`.
 #![deny(missing_docs)]
