@@ -4,6 +4,7 @@
 //! The layers, each usable on its own (data flows down, nothing calls up):
 //! - [`vm`]: the kernel interface — read and write another process's memory, safely and completely.
 //! - [`transport`]: every mechanism for moving bytes between two processes, behind one trait.
+//! - [`comm`]: the MPI-style runtime ([`initialize`], [`World`], point to point, [`request::scope`]).
 //! - [`shm`]: shared memory segments and futex doorbells.
 //! - [`bench`](mod@bench): the measurement harness behind `onecopy bench`.
 //! - [`check`]: the self-test behind `onecopy check`.
@@ -18,3 +19,6 @@ pub mod shm;
 pub mod tools;
 pub mod transport;
 pub mod vm;
+
+pub use comm::request;
+pub use comm::{AnyProcess, CommError, Peer, Status, Universe, World, initialize, try_initialize};

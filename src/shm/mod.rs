@@ -57,6 +57,43 @@ impl Segment {
         Ok(Segment { fd, map })
     }
 
+    /// Maps an existing memfd (inherited from the process that created it) in full.
+    pub fn from_fd(fd: OwnedFd) -> Result<Segment, ShmError> {
+        let file = std::fs::File::from(fd.try_clone().map_err(|source| ShmError::Create {
+            bytes: 0,
+            op: "dup",
+            source,
+        })?);
+        let bytes = file
+            .metadata()
+            .map_err(|source| ShmError::Create {
+                bytes: 0,
+                op: "fstat",
+                source,
+            })?
+            .len() as usize;
+        let map = memmap2::MmapOptions::new()
+            .len(bytes.max(1))
+            .map_raw(&file)
+            .map_err(|source| ShmError::Create {
+                bytes,
+                op: "mmap",
+                source,
+            })?;
+        Ok(Segment { fd, map })
+    }
+
+    /// Another mapping of the same memory (a new descriptor and mapping, e.g. for a forked child
+    /// that must own its segment).
+    pub fn try_clone(&self) -> Result<Segment, ShmError> {
+        let fd = self.fd.try_clone().map_err(|source| ShmError::Create {
+            bytes: self.len(),
+            op: "dup",
+            source,
+        })?;
+        Segment::from_fd(fd)
+    }
+
     /// The first byte.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()

@@ -15,7 +15,7 @@ use crate::vm::RemoteRange;
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 
 /// The chunk size in force.
-pub(crate) fn chunk_bytes() -> usize {
+pub fn chunk_bytes() -> usize {
     static CHUNK: OnceLock<usize> = OnceLock::new();
     *CHUNK.get_or_init(|| {
         std::env::var("ONECOPY_CMA_CHUNK_BYTES")

@@ -20,6 +20,7 @@
 
 mod channel;
 mod cma;
+pub use cma::chunk_bytes as cma_chunk_bytes;
 mod procmem;
 mod shm_copy;
 mod vmsplice;

@@ -1,0 +1,1011 @@
+//! The progress engine: one per rank. It owns the rank's ends of every ring, the matching queues
+//! (posted receives, unexpected messages) and the state of every request, and moves them forward
+//! whenever a blocking call waits.
+//!
+//! Protocols, by message size:
+//! - inline (up to the inline limit): the bytes travel in the ring record itself;
+//! - eager (up to the eager limit): the bytes are copied into a slot of the pair's eager area;
+//! - rendezvous: the sender posts an RTS naming its buffer and waits; on a match the receiver
+//!   pulls with `process_vm_readv` (`cma-read`), or both copy at once, claiming 1 MiB chunks from a
+//!   shared cursor (`cma-split`), then answers FIN; without single copy the receiver answers CTS
+//!   and the sender streams the message through the eager slots (`shm-copy`).
+//!
+//! A peer's records are input: every length, slot index and id is checked before use, and a bad
+//! one is a protocol error naming the peer.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{IoSlice, IoSliceMut};
+use std::sync::atomic::Ordering;
+
+use super::layout::World as Segment;
+use super::ring::{Reader, Record, ShmRing, Writer};
+use super::wire::{self, kind};
+use super::{CommError, Mode, Status};
+use crate::vm::{Process, RemoteRange};
+
+/// Matches any source or any tag.
+pub(crate) const ANY: i64 = -1;
+
+/// What is known of a message that arrived before its receive was posted.
+#[derive(Debug)]
+enum Body {
+    Data(Vec<u8>),
+    Rts(wire::Rts),
+}
+
+#[derive(Debug)]
+struct Unexpected {
+    source: usize,
+    tag: i32,
+    body: Body,
+}
+
+/// A receive buffer lent to the engine: the request holding it borrows it mutably until it
+/// completes (see `request.rs`).
+#[derive(Debug, Clone, Copy)]
+struct RecvBuf {
+    ptr: *mut u8,
+    cap: usize,
+}
+
+/// A send buffer lent to the engine, borrowed by its request until it completes.
+#[derive(Debug, Clone, Copy)]
+struct SendBuf {
+    ptr: *const u8,
+    len: usize,
+}
+
+#[derive(Debug)]
+enum Req {
+    /// Finished; the result waits to be collected.
+    Done(Result<Status, CommError>),
+    /// A receive waiting for a matching message.
+    Posted { source: i64, tag: i64, buf: RecvBuf },
+    /// A receive whose sender still pushes its share (`cma-split`).
+    AwaitPushed { source: usize, tag: i32, len: usize },
+    /// A receive being streamed through eager slots.
+    Streaming {
+        source: usize,
+        tag: i32,
+        len: usize,
+        got: usize,
+        buf: RecvBuf,
+    },
+    /// A rendezvous send waiting for CTS or FIN; `streamed` counts bytes already sent in chunks.
+    Rendezvous {
+        dest: usize,
+        tag: i32,
+        send_id: u32,
+        buf: SendBuf,
+        stream: Option<usize>,
+    },
+}
+
+/// The peers a waiting rank depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// One rank.
+    Rank(usize),
+    /// Any rank (an any-source receive).
+    Any,
+}
+
+/// Thresholds, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub inline: usize,
+    pub eager: usize,
+    pub chunk: usize,
+}
+
+pub(crate) struct Engine {
+    pub world: Segment,
+    pub me: usize,
+    pub peers: Vec<Option<Process>>,
+    pub mode: Mode,
+    pub limits: Limits,
+    writers: Vec<Writer>,
+    readers: Vec<Reader>,
+    eager_next: Vec<usize>,
+    send_ids: Vec<u32>,
+    requests: HashMap<u64, Req>,
+    next_id: u64,
+    posted: VecDeque<u64>,
+    unexpected: VecDeque<Unexpected>,
+    /// (dest, send_id) → request, for rendezvous sends.
+    sends: HashMap<(usize, u32), u64>,
+    /// (source, send_id) → request, for receives waiting on PUSHED or CHUNKs.
+    streams: HashMap<(usize, u32), u64>,
+    /// Streaming sends with bytes left, in order.
+    outgoing: VecDeque<u64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("me", &self.me)
+            .field("mode", &self.mode)
+            .field("requests", &self.requests.len())
+            .finish()
+    }
+}
+
+/// The ring carrying records `from` → `to`.
+fn ring_of(world: &Segment, from: usize, to: usize) -> ShmRing<'_> {
+    let (control, cells) = world.ring(from, to);
+    ShmRing {
+        control,
+        cells,
+        capacity: world.layout.ring_cells,
+    }
+}
+
+fn matches(want_source: i64, want_tag: i64, source: usize, tag: i32) -> bool {
+    (want_source == ANY || want_source == source as i64)
+        && (want_tag == ANY || want_tag == tag as i64)
+}
+
+impl Engine {
+    pub fn new(
+        world: Segment,
+        me: usize,
+        peers: Vec<Option<Process>>,
+        mode: Mode,
+        limits: Limits,
+    ) -> Engine {
+        let n = world.layout.ranks;
+        Engine {
+            world,
+            me,
+            peers,
+            mode,
+            limits,
+            writers: (0..n).map(|_| Writer::default()).collect(),
+            readers: (0..n).map(|_| Reader::default()).collect(),
+            eager_next: vec![0; n],
+            send_ids: vec![0; n],
+            requests: HashMap::new(),
+            next_id: 1,
+            posted: VecDeque::new(),
+            unexpected: VecDeque::new(),
+            sends: HashMap::new(),
+            streams: HashMap::new(),
+            outgoing: VecDeque::new(),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.world.layout.ranks
+    }
+
+    fn ring(&self, from: usize, to: usize) -> ShmRing<'_> {
+        ring_of(&self.world, from, to)
+    }
+
+    fn new_request(&mut self, r: Req) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.requests.insert(id, r);
+        id
+    }
+
+    fn finish(&mut self, id: u64, result: Result<Status, CommError>) {
+        self.requests.insert(id, Req::Done(result));
+    }
+
+    fn protocol(&self, rank: usize, what: impl Into<String>) -> CommError {
+        CommError::Protocol {
+            rank: rank as i32,
+            what: what.into(),
+        }
+    }
+
+    fn peer(&self, rank: usize) -> Result<&Process, CommError> {
+        self.peers
+            .get(rank)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| self.protocol(rank, "no process handle for this rank"))
+    }
+
+    /// Whether request `id` has finished (it stays until [`Engine::take`]).
+    pub fn is_done(&self, id: u64) -> bool {
+        matches!(self.requests.get(&id), Some(Req::Done(_)) | None)
+    }
+
+    /// Collects a finished request's result.
+    pub fn take(&mut self, id: u64) -> Option<Result<Status, CommError>> {
+        match self.requests.get(&id) {
+            Some(Req::Done(_)) => match self.requests.remove(&id) {
+                Some(Req::Done(r)) => Some(r),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Gives up on request `id` (its peer died): it is forgotten by every queue and ends with `e`.
+    pub fn abandon(&mut self, id: u64, e: CommError) {
+        self.posted.retain(|&p| p != id);
+        self.sends.retain(|_, &mut r| r != id);
+        self.streams.retain(|_, &mut r| r != id);
+        self.outgoing.retain(|&o| o != id);
+        self.finish(id, Err(e));
+    }
+
+    /// Which peers request `id` depends on.
+    pub fn watch(&self, id: u64) -> Watch {
+        match self.requests.get(&id) {
+            Some(Req::Posted { source, .. }) if *source == ANY => Watch::Any,
+            Some(Req::Posted { source, .. }) => Watch::Rank(*source as usize),
+            Some(Req::AwaitPushed { source, .. }) | Some(Req::Streaming { source, .. }) => {
+                Watch::Rank(*source)
+            }
+            Some(Req::Rendezvous { dest, .. }) => Watch::Rank(*dest),
+            Some(Req::Done(_)) | None => Watch::Any,
+        }
+    }
+
+    // ----- sending records -----
+
+    /// Appends a record to the ring towards `dest`; false when it is full.
+    fn try_record(&mut self, dest: usize, kind: u8, tag: i32, len: u32, parts: &[&[u8]]) -> bool {
+        let ring = ring_of(&self.world, self.me, dest);
+        if !self.writers[dest].try_push(&ring, kind, tag, len, parts) {
+            return false;
+        }
+        self.world.rank(dest).bell.notify();
+        true
+    }
+
+    /// Appends a control record, making progress while the ring is full.
+    fn control<T: bytemuck::Pod>(
+        &mut self,
+        dest: usize,
+        kind: u8,
+        payload: &T,
+    ) -> Result<(), CommError> {
+        let bytes = bytemuck::bytes_of(payload).to_vec();
+        let mut idle = super::Idle::new(Watch::Rank(dest));
+        while !self.try_record(dest, kind, 0, 0, &[&bytes]) {
+            let moved = self.progress()?;
+            idle.pause(self, moved)?;
+        }
+        Ok(())
+    }
+
+    /// Starts sending `data` to `dest`; small messages complete at once.
+    pub fn post_send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<u64, CommError> {
+        let status = Status {
+            source: self.me as i32,
+            tag,
+            count_bytes: data.len(),
+        };
+        if dest == self.me {
+            self.arrive(self.me, tag, Body::Data(data.to_vec()))?;
+            return Ok(self.new_request(Req::Done(Ok(status))));
+        }
+        if data.len() <= self.limits.inline {
+            let mut idle = super::Idle::new(Watch::Rank(dest));
+            while !self.try_record(dest, kind::INLINE, tag, data.len() as u32, &[data]) {
+                let moved = self.progress()?;
+                idle.pause(self, moved)?;
+            }
+            return Ok(self.new_request(Req::Done(Ok(status))));
+        }
+        if data.len() <= self.limits.eager {
+            let slot = self.claim_slot(dest)?;
+            let (_, offset) = self.world.eager_slot(self.me, dest, slot);
+            // SAFETY: the slot is ours: its state word was 0 (freed by the receiver with Release,
+            // seen with Acquire in `claim_slot`) and the receiver reads it only after the record
+            // below is published.
+            unsafe { crate::shm::copy_in(&self.world.segment, offset, data) };
+            self.set_slot_full(dest, slot);
+            let e = wire::Eager {
+                slot: slot as u32,
+                _pad: 0,
+            };
+            let mut idle = super::Idle::new(Watch::Rank(dest));
+            while !self.try_record(
+                dest,
+                kind::EAGER,
+                tag,
+                data.len() as u32,
+                &[bytemuck::bytes_of(&e)],
+            ) {
+                let moved = self.progress()?;
+                idle.pause(self, moved)?;
+            }
+            return Ok(self.new_request(Req::Done(Ok(status))));
+        }
+        // Rendezvous.
+        let send_id = self.next_send_id(dest)?;
+        let stream = self.mode == Mode::Shm;
+        if !stream {
+            // Reset the shared chunk cursor before the receiver can see the RTS (the record's
+            // Release publishes it).
+            self.world
+                .cursor(self.me, dest, send_id as usize)
+                .next
+                .store(0, Ordering::Relaxed);
+        }
+        let rts = wire::Rts {
+            len: data.len() as u64,
+            send_id,
+            flags: if stream { wire::RTS_STREAM } else { 0 },
+            addr: data.as_ptr() as u64,
+        };
+        let buf = SendBuf {
+            ptr: data.as_ptr(),
+            len: data.len(),
+        };
+        let id = self.new_request(Req::Rendezvous {
+            dest,
+            tag,
+            send_id,
+            buf,
+            stream: None,
+        });
+        self.sends.insert((dest, send_id), id);
+        let mut idle = super::Idle::new(Watch::Rank(dest));
+        while !self.try_record(dest, kind::RTS, tag, 0, &[bytemuck::bytes_of(&rts)]) {
+            let moved = self.progress()?;
+            idle.pause(self, moved)?;
+        }
+        Ok(id)
+    }
+
+    /// A rendezvous id for `dest` whose cursor is not in use by an unfinished send.
+    fn next_send_id(&mut self, dest: usize) -> Result<u32, CommError> {
+        let mut idle = super::Idle::new(Watch::Rank(dest));
+        loop {
+            let id = self.send_ids[dest].wrapping_add(1);
+            let busy = self.sends.keys().any(|&(d, s)| {
+                d == dest
+                    && (s as usize) % super::layout::CURSORS
+                        == (id as usize) % super::layout::CURSORS
+            });
+            if !busy {
+                self.send_ids[dest] = id;
+                return Ok(id);
+            }
+            let moved = self.progress()?;
+            idle.pause(self, moved)?;
+        }
+    }
+
+    /// Waits (making progress) for the next eager slot towards `dest` to be free.
+    fn claim_slot(&mut self, dest: usize) -> Result<usize, CommError> {
+        let slot = self.eager_next[dest] % self.world.layout.eager_slots;
+        let mut idle = super::Idle::new(Watch::Rank(dest));
+        loop {
+            let (state, _) = self.world.eager_slot(self.me, dest, slot);
+            // Acquire: pairs with the receiver's Release when it frees the slot.
+            if state.load(Ordering::Acquire) == 0 {
+                self.eager_next[dest] += 1;
+                return Ok(slot);
+            }
+            let moved = self.progress()?;
+            idle.pause(self, moved)?;
+        }
+    }
+
+    fn set_slot_full(&self, dest: usize, slot: usize) {
+        let (state, _) = self.world.eager_slot(self.me, dest, slot);
+        state.store(1, Ordering::Relaxed);
+    }
+
+    /// Frees slot `slot` of the pair `source → me` and tells the sender.
+    fn free_slot(&self, source: usize, slot: usize) {
+        let (state, _) = self.world.eager_slot(source, self.me, slot);
+        // Release: our copy out of the slot happens before the sender reuses it.
+        state.store(0, Ordering::Release);
+        self.world.rank(source).bell.notify();
+    }
+
+    // ----- receiving -----
+
+    /// Posts a receive into `buf` (`cap` bytes) from `source` (or [`ANY`]) with `tag` (or ANY).
+    pub fn post_receive(
+        &mut self,
+        source: i64,
+        tag: i64,
+        ptr: *mut u8,
+        cap: usize,
+    ) -> Result<u64, CommError> {
+        let buf = RecvBuf { ptr, cap };
+        let found = self
+            .unexpected
+            .iter()
+            .position(|u| matches(source, tag, u.source, u.tag));
+        let id = self.new_request(Req::Posted { source, tag, buf });
+        if let Some(i) = found {
+            if let Some(u) = self.unexpected.remove(i) {
+                self.deliver(id, u.source, u.tag, u.body, buf)?;
+            }
+        } else {
+            self.posted.push_back(id);
+        }
+        Ok(id)
+    }
+
+    /// A message start (INLINE data, EAGER data copied out, or an RTS) arrived from `source`.
+    fn arrive(&mut self, source: usize, tag: i32, body: Body) -> Result<(), CommError> {
+        let found = self
+            .posted
+            .iter()
+            .position(|id| match self.requests.get(id) {
+                Some(Req::Posted {
+                    source: s, tag: t, ..
+                }) => matches(*s, *t, source, tag),
+                _ => false,
+            });
+        match found.and_then(|i| self.posted.remove(i)) {
+            Some(id) => {
+                let Some(Req::Posted { buf, .. }) = self.requests.get(&id) else {
+                    return Err(
+                        self.protocol(source, "internal: matched a request that is not posted")
+                    );
+                };
+                let buf = *buf;
+                self.deliver(id, source, tag, body, buf)
+            }
+            None => {
+                self.unexpected.push_back(Unexpected { source, tag, body });
+                Ok(())
+            }
+        }
+    }
+
+    /// Completes (or starts the rendezvous of) receive `id` with a matched message.
+    fn deliver(
+        &mut self,
+        id: u64,
+        source: usize,
+        tag: i32,
+        body: Body,
+        buf: RecvBuf,
+    ) -> Result<(), CommError> {
+        match body {
+            Body::Data(bytes) => {
+                let result = self.copy_into(buf, &bytes, source, tag);
+                self.finish(id, result);
+                Ok(())
+            }
+            Body::Rts(rts) => self.start_rendezvous(id, source, tag, rts, buf),
+        }
+    }
+
+    fn copy_into(
+        &self,
+        buf: RecvBuf,
+        bytes: &[u8],
+        source: usize,
+        tag: i32,
+    ) -> Result<Status, CommError> {
+        if bytes.len() > buf.cap {
+            return Err(CommError::Truncated {
+                sender: source as i32,
+                tag,
+                len: bytes.len(),
+                capacity: buf.cap,
+            });
+        }
+        // SAFETY: `buf` is the receive buffer its request borrows mutably until completion;
+        // `bytes.len() <= cap` (checked above), and `bytes` is our own memory.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.ptr, bytes.len()) };
+        Ok(Status {
+            source: source as i32,
+            tag,
+            count_bytes: bytes.len(),
+        })
+    }
+
+    fn start_rendezvous(
+        &mut self,
+        id: u64,
+        source: usize,
+        tag: i32,
+        rts: wire::Rts,
+        buf: RecvBuf,
+    ) -> Result<(), CommError> {
+        let len =
+            usize::try_from(rts.len).map_err(|_| self.protocol(source, "RTS length too large"))?;
+        if len > buf.cap {
+            self.control(
+                source,
+                kind::FIN,
+                &wire::Fin {
+                    send_id: rts.send_id,
+                    status: wire::fin::TRUNCATED,
+                },
+            )?;
+            self.finish(
+                id,
+                Err(CommError::Truncated {
+                    sender: source as i32,
+                    tag,
+                    len,
+                    capacity: buf.cap,
+                }),
+            );
+            return Ok(());
+        }
+        if rts.flags & wire::RTS_STREAM != 0 {
+            self.streams.insert((source, rts.send_id), id);
+            self.requests.insert(
+                id,
+                Req::Streaming {
+                    source,
+                    tag,
+                    len,
+                    got: 0,
+                    buf,
+                },
+            );
+            return self.control(
+                source,
+                kind::CTS,
+                &wire::Cts {
+                    send_id: rts.send_id,
+                    _pad: 0,
+                    addr: 0,
+                    len: 0,
+                },
+            );
+        }
+        if (rts.addr as usize).checked_add(len).is_none() {
+            return Err(self.protocol(source, "RTS buffer wraps around the address space"));
+        }
+        let remote = RemoteRange::new(rts.addr as usize, len);
+        let split = self.mode == Mode::CmaSplit && len > self.limits.chunk;
+        if split {
+            let cts = wire::Cts {
+                send_id: rts.send_id,
+                _pad: 0,
+                addr: buf.ptr as u64,
+                len: len as u64,
+            };
+            self.control(source, kind::CTS, &cts)?;
+        }
+        let cursor = &self
+            .world
+            .cursor(source, self.me, rts.send_id as usize)
+            .next;
+        let mut mine = 0;
+        let mut failure = None;
+        while let Some((from, to)) = claim(cursor, len, self.limits.chunk) {
+            if let Err(e) = self.pull(source, remote, buf, from, to) {
+                failure = Some(e);
+                // Keep claiming so that the sender does not push into a failed receive.
+                while claim(cursor, len, self.limits.chunk).is_some() {}
+                break;
+            }
+            mine += to - from;
+        }
+        if let Some(e) = failure {
+            self.control(
+                source,
+                kind::FIN,
+                &wire::Fin {
+                    send_id: rts.send_id,
+                    status: wire::fin::FAILED,
+                },
+            )?;
+            self.finish(id, Err(e));
+            return Ok(());
+        }
+        if mine == len {
+            self.control(
+                source,
+                kind::FIN,
+                &wire::Fin {
+                    send_id: rts.send_id,
+                    status: wire::fin::OK,
+                },
+            )?;
+            self.finish(
+                id,
+                Ok(Status {
+                    source: source as i32,
+                    tag,
+                    count_bytes: len,
+                }),
+            );
+        } else {
+            self.streams.insert((source, rts.send_id), id);
+            self.requests
+                .insert(id, Req::AwaitPushed { source, tag, len });
+        }
+        Ok(())
+    }
+
+    /// Pulls bytes `[from, to)` of the sender's buffer into the same bytes of `buf`.
+    fn pull(
+        &self,
+        source: usize,
+        remote: RemoteRange,
+        buf: RecvBuf,
+        from: usize,
+        to: usize,
+    ) -> Result<(), CommError> {
+        // SAFETY: `buf` is borrowed mutably by its request until completion, and `[from, to)` is
+        // inside it (`to <= len <= cap`); no other reference to these bytes exists meanwhile (the
+        // sender writes only chunks it claimed, never these).
+        let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr.add(from), to - from) };
+        let r = RemoteRange::new(remote.addr + from, to - from);
+        let n = self
+            .peer(source)?
+            .read_vectored(&mut [IoSliceMut::new(dst)], &[r])?;
+        if n != to - from {
+            return Err(self.protocol(source, format!("pulled {n} of {} bytes", to - from)));
+        }
+        Ok(())
+    }
+
+    // ----- progress -----
+
+    /// Handles everything that has arrived; true if anything moved.
+    pub fn progress(&mut self) -> Result<bool, CommError> {
+        let mut moved = false;
+        for source in 0..self.size() {
+            if source == self.me {
+                continue;
+            }
+            let mut handled = 0;
+            while handled < 64 {
+                let ring = ring_of(&self.world, source, self.me);
+                let record = match self.readers[source].peek(&ring) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(c) => return Err(self.protocol(source, c.0)),
+                };
+                self.handle(source, &record)?;
+                let ring = ring_of(&self.world, source, self.me);
+                self.readers[source].consume(&ring, &record);
+                handled += 1;
+            }
+            if handled > 0 {
+                moved = true;
+                // The writer may be waiting for room.
+                self.world.rank(source).bell.notify();
+            }
+        }
+        if self.push_streams()? {
+            moved = true;
+        }
+        Ok(moved)
+    }
+
+    fn payload<T: bytemuck::Pod>(&self, source: usize, record: &Record) -> Result<T, CommError> {
+        let mut value = T::zeroed();
+        let ring = self.ring(source, self.me);
+        self.readers[source]
+            .read(&ring, record, 0, bytemuck::bytes_of_mut(&mut value))
+            .map_err(|c| self.protocol(source, c.0))?;
+        Ok(value)
+    }
+
+    fn handle(&mut self, source: usize, record: &Record) -> Result<(), CommError> {
+        match record.kind {
+            kind::INLINE => {
+                let len = record.len as usize;
+                let mut bytes = vec![0u8; len];
+                let ring = self.ring(source, self.me);
+                self.readers[source]
+                    .read(&ring, record, 0, &mut bytes)
+                    .map_err(|c| self.protocol(source, c.0))?;
+                self.arrive(source, record.tag, Body::Data(bytes))
+            }
+            kind::EAGER => {
+                let e: wire::Eager = self.payload(source, record)?;
+                let slot = e.slot as usize;
+                let len = record.len as usize;
+                if slot >= self.world.layout.eager_slots || len > self.world.layout.eager_slot_bytes
+                {
+                    return Err(self.protocol(
+                        source,
+                        format!("eager slot {slot} with {len} bytes is out of range"),
+                    ));
+                }
+                let (_, offset) = self.world.eager_slot(source, self.me, slot);
+                let mut bytes = vec![0u8; len];
+                // SAFETY: the sender filled the slot before publishing this record (seen with
+                // Acquire) and leaves it alone until we free it below.
+                unsafe { crate::shm::copy_out(&self.world.segment, offset, &mut bytes) };
+                self.free_slot(source, slot);
+                self.arrive(source, record.tag, Body::Data(bytes))
+            }
+            kind::RTS => {
+                let rts: wire::Rts = self.payload(source, record)?;
+                if rts.len == 0 {
+                    return Err(self.protocol(source, "RTS for an empty message"));
+                }
+                self.arrive(source, record.tag, Body::Rts(rts))
+            }
+            kind::CTS => {
+                let cts: wire::Cts = self.payload(source, record)?;
+                self.on_cts(source, cts)
+            }
+            kind::PUSHED => {
+                let p: wire::Pushed = self.payload(source, record)?;
+                self.on_pushed(source, p)
+            }
+            kind::FIN => {
+                let fin: wire::Fin = self.payload(source, record)?;
+                let Some(id) = self.sends.remove(&(source, fin.send_id)) else {
+                    return Err(
+                        self.protocol(source, format!("FIN for unknown send {}", fin.send_id))
+                    );
+                };
+                let (tag, len) = match self.requests.get(&id) {
+                    Some(Req::Rendezvous { tag, buf, .. }) => (*tag, buf.len),
+                    _ => (0, 0),
+                };
+                self.outgoing.retain(|&o| o != id);
+                let result = match fin.status {
+                    wire::fin::OK => Ok(Status {
+                        source: self.me as i32,
+                        tag,
+                        count_bytes: len,
+                    }),
+                    wire::fin::TRUNCATED => Err(CommError::ReceiverRefused {
+                        rank: source as i32,
+                        why: format!("its receive buffer is smaller than the {len}-byte message"),
+                    }),
+                    _ => Err(CommError::ReceiverRefused {
+                        rank: source as i32,
+                        why: "it failed to take the message".into(),
+                    }),
+                };
+                self.finish(id, result);
+                Ok(())
+            }
+            kind::CHUNK => {
+                let c: wire::Chunk = self.payload(source, record)?;
+                self.on_chunk(source, c)
+            }
+            other => Err(self.protocol(source, format!("unknown record kind {other}"))),
+        }
+    }
+
+    fn on_cts(&mut self, source: usize, cts: wire::Cts) -> Result<(), CommError> {
+        let Some(&id) = self.sends.get(&(source, cts.send_id)) else {
+            return Err(self.protocol(source, format!("CTS for unknown send {}", cts.send_id)));
+        };
+        let Some(Req::Rendezvous { buf, .. }) = self.requests.get(&id) else {
+            return Err(self.protocol(source, "CTS for a send that is not waiting"));
+        };
+        let buf = *buf;
+        if self.mode == Mode::Shm {
+            if let Some(Req::Rendezvous { stream, .. }) = self.requests.get_mut(&id) {
+                *stream = Some(0);
+            }
+            self.outgoing.push_back(id);
+            return Ok(());
+        }
+        // cma-split: push the chunks we can claim into the receiver's buffer.
+        let len = buf.len;
+        if cts.len as usize != len || (cts.addr as usize).checked_add(len).is_none() {
+            return Err(self.protocol(source, "CTS names a buffer of the wrong size"));
+        }
+        let cursor = &self
+            .world
+            .cursor(self.me, source, cts.send_id as usize)
+            .next;
+        let mut pushed = 0u64;
+        let mut status = wire::fin::OK;
+        while let Some((from, to)) = claim(cursor, len, self.limits.chunk) {
+            // SAFETY: the send buffer is borrowed by its request until FIN; `[from, to)` is in it.
+            let src = unsafe { std::slice::from_raw_parts(buf.ptr.add(from), to - from) };
+            let r = RemoteRange::new(cts.addr as usize + from, to - from);
+            match self
+                .peer(source)?
+                .write_vectored(&[IoSlice::new(src)], &[r])
+            {
+                Ok(n) if n == to - from => pushed += n as u64,
+                _ => {
+                    status = wire::fin::FAILED;
+                    while claim(cursor, len, self.limits.chunk).is_some() {}
+                    break;
+                }
+            }
+        }
+        if pushed > 0 || status != wire::fin::OK {
+            self.control(
+                source,
+                kind::PUSHED,
+                &wire::Pushed {
+                    send_id: cts.send_id,
+                    status,
+                    bytes: pushed,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn on_pushed(&mut self, source: usize, p: wire::Pushed) -> Result<(), CommError> {
+        let Some(id) = self.streams.remove(&(source, p.send_id)) else {
+            return Err(self.protocol(source, format!("PUSHED for unknown transfer {}", p.send_id)));
+        };
+        let Some(Req::AwaitPushed { tag, len, .. }) = self.requests.get(&id) else {
+            return Err(self.protocol(source, "PUSHED for a receive that is not waiting"));
+        };
+        let (tag, len) = (*tag, *len);
+        let ok = p.status == wire::fin::OK;
+        let status = if ok { wire::fin::OK } else { wire::fin::FAILED };
+        self.control(
+            source,
+            kind::FIN,
+            &wire::Fin {
+                send_id: p.send_id,
+                status,
+            },
+        )?;
+        let result = if ok {
+            Ok(Status {
+                source: source as i32,
+                tag,
+                count_bytes: len,
+            })
+        } else {
+            Err(self.protocol(source, "the sender failed to push its share"))
+        };
+        self.finish(id, result);
+        Ok(())
+    }
+
+    fn on_chunk(&mut self, source: usize, c: wire::Chunk) -> Result<(), CommError> {
+        let slot = c.slot as usize;
+        let Some(&id) = self.streams.get(&(source, c.send_id)) else {
+            return Err(self.protocol(source, format!("chunk for unknown transfer {}", c.send_id)));
+        };
+        let Some(Req::Streaming {
+            tag, len, got, buf, ..
+        }) = self.requests.get(&id)
+        else {
+            return Err(self.protocol(source, "chunk for a receive that is not streaming"));
+        };
+        let (tag, len, got, buf) = (*tag, *len, *got, *buf);
+        let n = c.len as usize;
+        if slot >= self.world.layout.eager_slots
+            || n > self.world.layout.eager_slot_bytes
+            || c.offset as usize != got
+            || got + n > len
+        {
+            return Err(self.protocol(source, "chunk out of order or out of range"));
+        }
+        let (_, offset) = self.world.eager_slot(source, self.me, slot);
+        // SAFETY: `buf` is borrowed by its request until completion; `[got, got + n)` is inside
+        // it (checked above). The slot was filled before the record was published.
+        let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr.add(got), n) };
+        // SAFETY: as above for the slot; we free it only after this copy.
+        unsafe { crate::shm::copy_out(&self.world.segment, offset, dst) };
+        self.free_slot(source, slot);
+        let got = got + n;
+        if got == len {
+            self.streams.remove(&(source, c.send_id));
+            self.finish(
+                id,
+                Ok(Status {
+                    source: source as i32,
+                    tag,
+                    count_bytes: len,
+                }),
+            );
+        } else if let Some(Req::Streaming { got: g, .. }) = self.requests.get_mut(&id) {
+            *g = got;
+        }
+        Ok(())
+    }
+
+    /// Pushes chunks of streaming sends while slots and ring room allow; true if any moved.
+    fn push_streams(&mut self) -> Result<bool, CommError> {
+        let mut moved = false;
+        let mut i = 0;
+        while i < self.outgoing.len() {
+            let id = self.outgoing[i];
+            let Some(Req::Rendezvous {
+                dest,
+                tag,
+                send_id,
+                buf,
+                stream: Some(sent),
+            }) = self.requests.get(&id)
+            else {
+                self.outgoing.remove(i);
+                continue;
+            };
+            let (dest, tag, send_id, buf, mut sent) = (*dest, *tag, *send_id, *buf, *sent);
+            loop {
+                if sent == buf.len {
+                    break;
+                }
+                let slot = self.eager_next[dest] % self.world.layout.eager_slots;
+                let (state, offset) = self.world.eager_slot(self.me, dest, slot);
+                if state.load(Ordering::Acquire) != 0 {
+                    break;
+                }
+                let n = (buf.len - sent).min(self.world.layout.eager_slot_bytes);
+                let c = wire::Chunk {
+                    send_id,
+                    slot: slot as u32,
+                    offset: sent as u64,
+                    len: n as u64,
+                };
+                // SAFETY: the send buffer is borrowed by its request until it completes.
+                let src = unsafe { std::slice::from_raw_parts(buf.ptr.add(sent), n) };
+                // SAFETY: the slot is free (state 0, seen with Acquire) and unannounced.
+                unsafe { crate::shm::copy_in(&self.world.segment, offset, src) };
+                state.store(1, Ordering::Relaxed);
+                if !self.try_record(dest, kind::CHUNK, 0, 0, &[bytemuck::bytes_of(&c)]) {
+                    // No room: take the slot back; the copy is redone next time.
+                    self.world
+                        .eager_slot(self.me, dest, slot)
+                        .0
+                        .store(0, Ordering::Relaxed);
+                    break;
+                }
+                self.eager_next[dest] += 1;
+                sent += n;
+                moved = true;
+            }
+            if sent == buf.len {
+                // Everything is in the receiver's hands; its buffer, not ours, is read now.
+                self.sends.remove(&(dest, send_id));
+                self.outgoing.remove(i);
+                self.finish(
+                    id,
+                    Ok(Status {
+                        source: self.me as i32,
+                        tag,
+                        count_bytes: buf.len,
+                    }),
+                );
+            } else {
+                if let Some(Req::Rendezvous { stream, .. }) = self.requests.get_mut(&id) {
+                    *stream = Some(sent);
+                }
+                i += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Fails if what `watch` names can no longer send anything: the peer has exited, or for
+    /// [`Watch::Any`], every peer has. (A peer that exits after finishing its part is normal.)
+    pub fn check_peers(&self, watch: Watch) -> Result<(), CommError> {
+        let gone = |rank: usize| {
+            self.peers
+                .get(rank)
+                .and_then(Option::as_ref)
+                .filter(|p| !p.is_alive())
+                .map(|p| CommError::PeerGone {
+                    rank: rank as i32,
+                    pid: p.pid(),
+                })
+        };
+        match watch {
+            Watch::Rank(r) => gone(r).map_or(Ok(()), Err),
+            Watch::Any => {
+                let others: Vec<usize> = (0..self.size()).filter(|&r| r != self.me).collect();
+                match others.iter().map(|&r| gone(r)).collect::<Option<Vec<_>>>() {
+                    Some(mut all_gone) if !others.is_empty() => Err(all_gone.remove(0)),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Claims the next `chunk`-byte piece of a `len`-byte message from a shared cursor.
+fn claim(
+    cursor: &std::sync::atomic::AtomicU64,
+    len: usize,
+    chunk: usize,
+) -> Option<(usize, usize)> {
+    // Relaxed: the cursor only divides the work; the data is published by the FIN/PUSHED records.
+    let index = cursor.fetch_add(1, Ordering::Relaxed) as usize;
+    let from = index.checked_mul(chunk).filter(|&f| f < len)?;
+    Some((from, (from + chunk).min(len)))
+}

@@ -1,0 +1,452 @@
+//! A single-producer, single-consumer ring of variable-length records, one per ordered pair of
+//! ranks.
+//!
+//! A record starts on a 64-byte cell with four 32-bit words — `seq`, `kind | cells << 8`, `tag`,
+//! `len` — followed by its payload, and covers whole cells. The writer writes everything else,
+//! then `seq` with Release; the reader polls the `seq` word of the cell at its head with Acquire,
+//! so a small message costs one cache line moving from writer to reader (the head counter is
+//! read by the writer only when its cached copy says the ring is full). A record never wraps: the
+//! writer fills the end of the ring with a padding record instead.
+//!
+//! The memory is the peer's input: the reader checks every record's cell count against the ring
+//! before using it, and reports a corrupt record instead of reading outside the ring.
+
+use std::sync::atomic::Ordering;
+
+/// Bytes per cell.
+pub(crate) const CELL: usize = 64;
+/// Header bytes at the start of a record.
+pub(crate) const HEADER: usize = 16;
+/// Record kind of padding at the end of the ring.
+pub(crate) const PAD: u8 = 0xFF;
+
+/// The memory a ring lives in: header words, payload bytes, and the reader's head counter.
+pub(crate) trait Cells {
+    /// Cells in the ring.
+    fn capacity(&self) -> usize;
+    /// Loads header word `w` (0..4) of `cell`.
+    fn load(&self, cell: usize, w: usize, order: Ordering) -> u32;
+    /// Stores header word `w` of `cell`.
+    fn store(&self, cell: usize, w: usize, v: u32, order: Ordering);
+    /// Copies `src` into the record starting at `cell`, `offset` bytes into its payload.
+    ///
+    /// # Safety
+    /// The record's cells must be owned by the writer (not yet published).
+    unsafe fn write(&self, cell: usize, offset: usize, src: &[u8]);
+    /// Copies payload bytes of the record starting at `cell` into `dst`.
+    ///
+    /// # Safety
+    /// The record must have been published (its `seq` seen with Acquire) and not consumed.
+    unsafe fn read(&self, cell: usize, offset: usize, dst: &mut [u8]);
+    /// The reader's head counter.
+    fn load_head(&self, order: Ordering) -> u64;
+    /// Sets the reader's head counter.
+    fn store_head(&self, v: u64, order: Ordering);
+}
+
+/// Cells needed for a record with `payload` bytes.
+pub(crate) fn cells_for(payload: usize) -> usize {
+    (HEADER + payload).div_ceil(CELL)
+}
+
+/// The writer's private state.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    tail: u64,
+    seq: u32,
+    cached_head: u64,
+}
+
+impl Writer {
+    /// Appends a record whose payload is the concatenation of `parts`; false if the ring is full.
+    pub fn try_push<C: Cells>(
+        &mut self,
+        c: &C,
+        kind: u8,
+        tag: i32,
+        len: u32,
+        parts: &[&[u8]],
+    ) -> bool {
+        let cap = c.capacity() as u64;
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
+        let need = cells_for(bytes) as u64;
+        assert!(
+            need <= cap / 2,
+            "record of {bytes} bytes is too large for the ring"
+        );
+        let pos = self.tail % cap;
+        let pad = if pos + need > cap { cap - pos } else { 0 };
+        if self.tail + pad + need - self.cached_head > cap {
+            // Acquire: pairs with the reader's Release of `head` after it is done with the cells.
+            self.cached_head = c.load_head(Ordering::Acquire);
+            if self.tail + pad + need - self.cached_head > cap {
+                return false;
+            }
+        }
+        if pad > 0 {
+            self.publish(c, pos as usize, PAD, pad as usize, 0, 0);
+            self.tail += pad;
+        }
+        let pos = (self.tail % cap) as usize;
+        let mut offset = 0;
+        for part in parts {
+            // SAFETY: cells [pos, pos + need) are free (checked against the reader's head above)
+            // and not yet published.
+            unsafe { c.write(pos, offset, part) };
+            offset += part.len();
+        }
+        self.publish(c, pos, kind, need as usize, tag, len);
+        self.tail += need;
+        true
+    }
+
+    fn publish<C: Cells>(&mut self, c: &C, pos: usize, kind: u8, cells: usize, tag: i32, len: u32) {
+        self.seq = self.seq.wrapping_add(1);
+        c.store(pos, 1, kind as u32 | (cells as u32) << 8, Ordering::Relaxed);
+        c.store(pos, 2, tag as u32, Ordering::Relaxed);
+        c.store(pos, 3, len, Ordering::Relaxed);
+        // Release: the payload and the words above are visible to a reader that sees `seq`
+        // (its Acquire load in `Reader::peek`).
+        c.store(pos, 0, self.seq, Ordering::Release);
+    }
+}
+
+/// A published record, as seen by the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub kind: u8,
+    pub tag: i32,
+    pub len: u32,
+    /// First cell.
+    pub pos: usize,
+    /// Cells covered.
+    pub cells: usize,
+}
+
+impl Record {
+    /// Payload bytes the record can hold.
+    pub fn room(&self) -> usize {
+        self.cells * CELL - HEADER
+    }
+}
+
+/// The reader's private state.
+#[derive(Debug, Default)]
+pub(crate) struct Reader {
+    head: u64,
+    seq: u32,
+}
+
+/// A record that cannot be right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub String);
+
+impl Reader {
+    /// The next record, if one is published (padding is skipped).
+    pub fn peek<C: Cells>(&mut self, c: &C) -> Result<Option<Record>, Corrupt> {
+        let cap = c.capacity();
+        loop {
+            let pos = (self.head % cap as u64) as usize;
+            let expected = self.seq.wrapping_add(1);
+            // Acquire: pairs with the writer's Release store of `seq` in `publish`.
+            if c.load(pos, 0, Ordering::Acquire) != expected {
+                return Ok(None);
+            }
+            let meta = c.load(pos, 1, Ordering::Relaxed);
+            let kind = (meta & 0xFF) as u8;
+            let cells = (meta >> 8) as usize;
+            if cells == 0
+                || cells > cap - pos
+                || (kind == PAD && cells != cap - pos)
+                || (kind != PAD && cells > cap / 2)
+            {
+                return Err(Corrupt(format!(
+                    "record at cell {pos} claims {cells} cells (ring of {cap})"
+                )));
+            }
+            let record = Record {
+                kind,
+                tag: c.load(pos, 2, Ordering::Relaxed) as i32,
+                len: c.load(pos, 3, Ordering::Relaxed),
+                pos,
+                cells,
+            };
+            if kind != PAD {
+                return Ok(Some(record));
+            }
+            self.consume(c, &record);
+        }
+    }
+
+    /// Copies payload bytes from `offset` of `record` into `dst`; fails if that runs past it.
+    pub fn read<C: Cells>(
+        &self,
+        c: &C,
+        record: &Record,
+        offset: usize,
+        dst: &mut [u8],
+    ) -> Result<(), Corrupt> {
+        if offset
+            .checked_add(dst.len())
+            .is_none_or(|end| end > record.room())
+        {
+            return Err(Corrupt(format!(
+                "record at cell {} holds {} payload bytes, not {}",
+                record.pos,
+                record.room(),
+                offset.saturating_add(dst.len())
+            )));
+        }
+        // SAFETY: the record was published (seen by `peek`) and is not consumed yet; the range
+        // is inside it (checked above).
+        unsafe { c.read(record.pos, offset, dst) };
+        Ok(())
+    }
+
+    /// Releases `record`'s cells to the writer.
+    pub fn consume<C: Cells>(&mut self, c: &C, record: &Record) {
+        self.head += record.cells as u64;
+        self.seq = self.seq.wrapping_add(1);
+        // Release: our reads of the cells happen before the writer may reuse them.
+        c.store_head(self.head, Ordering::Release);
+    }
+}
+
+/// A ring in the job's shared segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShmRing<'w> {
+    pub control: &'w super::layout::RingControl,
+    pub cells: *mut u8,
+    pub capacity: usize,
+}
+
+impl ShmRing<'_> {
+    fn word(&self, cell: usize, w: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!(cell < self.capacity && w < 4);
+        // SAFETY: `cells` points at `capacity` cells of the mapped segment (see `World::ring`);
+        // the word is 4-byte aligned (cells are 64-byte aligned) and only accessed atomically.
+        unsafe { &*(self.cells.add(cell * CELL + 4 * w) as *const std::sync::atomic::AtomicU32) }
+    }
+}
+
+impl Cells for ShmRing<'_> {
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+    fn load(&self, cell: usize, w: usize, order: Ordering) -> u32 {
+        self.word(cell, w).load(order)
+    }
+    fn store(&self, cell: usize, w: usize, v: u32, order: Ordering) {
+        self.word(cell, w).store(v, order)
+    }
+    unsafe fn write(&self, cell: usize, offset: usize, src: &[u8]) {
+        let start = cell * CELL + HEADER + offset;
+        assert!(start + src.len() <= self.capacity * CELL);
+        // SAFETY: in bounds (checked); the cells are the writer's until published (contract).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.cells.add(start), src.len()) };
+    }
+    unsafe fn read(&self, cell: usize, offset: usize, dst: &mut [u8]) {
+        let start = cell * CELL + HEADER + offset;
+        assert!(start + dst.len() <= self.capacity * CELL);
+        // SAFETY: in bounds (checked); published and not yet released to the writer (contract).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.cells.add(start), dst.as_mut_ptr(), dst.len())
+        };
+    }
+    fn load_head(&self, order: Ordering) -> u64 {
+        self.control.head.load(order)
+    }
+    fn store_head(&self, v: u64, order: Ordering) {
+        self.control.head.store(v, order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicU32, AtomicU64};
+
+    /// A ring in ordinary memory, for single-threaded tests of the record logic.
+    struct Mem {
+        words: Vec<AtomicU32>,
+        bytes: RefCell<Vec<u8>>,
+        head: AtomicU64,
+        cap: usize,
+    }
+
+    impl Mem {
+        fn new(cap: usize) -> Mem {
+            Mem {
+                words: (0..cap * 4).map(|_| AtomicU32::new(0)).collect(),
+                bytes: RefCell::new(vec![0; cap * CELL]),
+                head: AtomicU64::new(0),
+                cap,
+            }
+        }
+    }
+
+    impl Cells for Mem {
+        fn capacity(&self) -> usize {
+            self.cap
+        }
+        fn load(&self, cell: usize, w: usize, o: Ordering) -> u32 {
+            self.words[cell * 4 + w].load(o)
+        }
+        fn store(&self, cell: usize, w: usize, v: u32, o: Ordering) {
+            self.words[cell * 4 + w].store(v, o)
+        }
+        unsafe fn write(&self, cell: usize, offset: usize, src: &[u8]) {
+            let s = cell * CELL + HEADER + offset;
+            self.bytes.borrow_mut()[s..s + src.len()].copy_from_slice(src);
+        }
+        unsafe fn read(&self, cell: usize, offset: usize, dst: &mut [u8]) {
+            let s = cell * CELL + HEADER + offset;
+            dst.copy_from_slice(&self.bytes.borrow()[s..s + dst.len()]);
+        }
+        fn load_head(&self, o: Ordering) -> u64 {
+            self.head.load(o)
+        }
+        fn store_head(&self, v: u64, o: Ordering) {
+            self.head.store(v, o)
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_padding_and_full_ring() {
+        let m = Mem::new(16);
+        let (mut w, mut r) = (Writer::default(), Reader::default());
+        for round in 0..100u32 {
+            let n = (round as usize * 37) % 300;
+            let payload: Vec<u8> = (0..n).map(|i| (i as u32 ^ round) as u8).collect();
+            assert!(w.try_push(
+                &m,
+                1,
+                round as i32,
+                n as u32,
+                &[&payload[..n / 2], &payload[n / 2..]]
+            ));
+            let rec = r.peek(&m).unwrap().expect("published");
+            assert_eq!((rec.kind, rec.tag, rec.len), (1, round as i32, n as u32));
+            let mut got = vec![0; n];
+            r.read(&m, &rec, 0, &mut got).unwrap();
+            assert_eq!(got, payload);
+            assert!(r.read(&m, &rec, rec.room(), &mut [0]).is_err());
+            r.consume(&m, &rec);
+            assert_eq!(r.peek(&m).unwrap(), None);
+        }
+        // Fill until full, then drain.
+        let mut pushed = 0;
+        while w.try_push(&m, 2, 0, 0, &[&[0u8; 40]]) {
+            pushed += 1;
+        }
+        assert!(pushed > 0 && pushed <= 16);
+        for _ in 0..pushed {
+            let rec = r.peek(&m).unwrap().expect("queued");
+            r.consume(&m, &rec);
+        }
+        assert!(w.try_push(&m, 2, 0, 0, &[&[0u8; 40]]));
+    }
+
+    #[test]
+    fn corrupt_cell_counts_are_reported() {
+        let m = Mem::new(16);
+        let mut r = Reader::default();
+        for bad in [0u32, 17, 9] {
+            m.store(0, 1, 1 | bad << 8, Ordering::Relaxed);
+            m.store(0, 0, 1, Ordering::Release);
+            assert!(r.peek(&m).is_err(), "{bad} cells accepted");
+        }
+        // Padding that does not reach the end of the ring.
+        m.store(0, 1, PAD as u32 | 3 << 8, Ordering::Relaxed);
+        assert!(r.peek(&m).is_err());
+    }
+}
+
+/// Model checks of the ring's memory ordering: every interleaving of a writer and a reader
+/// thread, run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicU32, AtomicU64};
+
+    /// Payload bytes are modelled as atomic words too, so loom sees every access.
+    struct Mem {
+        words: Vec<AtomicU32>,
+        data: Vec<AtomicU32>,
+        head: AtomicU64,
+        cap: usize,
+    }
+
+    impl Cells for Mem {
+        fn capacity(&self) -> usize {
+            self.cap
+        }
+        fn load(&self, cell: usize, w: usize, o: Ordering) -> u32 {
+            self.words[cell * 4 + w].load(o)
+        }
+        fn store(&self, cell: usize, w: usize, v: u32, o: Ordering) {
+            self.words[cell * 4 + w].store(v, o)
+        }
+        unsafe fn write(&self, cell: usize, offset: usize, src: &[u8]) {
+            for (i, &b) in src.iter().enumerate() {
+                self.data[cell * CELL + offset + i].store(b as u32, Ordering::Relaxed);
+            }
+        }
+        unsafe fn read(&self, cell: usize, offset: usize, dst: &mut [u8]) {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = self.data[cell * CELL + offset + i].load(Ordering::Relaxed) as u8;
+            }
+        }
+        fn load_head(&self, o: Ordering) -> u64 {
+            self.head.load(o)
+        }
+        fn store_head(&self, v: u64, o: Ordering) {
+            self.head.store(v, o)
+        }
+    }
+
+    #[test]
+    fn messages_arrive_whole_and_in_order() {
+        loom::model(|| {
+            let cap = 2;
+            let m = Arc::new(Mem {
+                words: (0..cap * 4).map(|_| AtomicU32::new(0)).collect(),
+                data: (0..cap * CELL).map(|_| AtomicU32::new(0)).collect(),
+                head: AtomicU64::new(0),
+                cap,
+            });
+            let writer = {
+                let m = m.clone();
+                loom::thread::spawn(move || {
+                    let mut w = Writer::default();
+                    let mut sent = 0u8;
+                    while sent < 3 {
+                        if w.try_push(&*m, 1, sent as i32, 2, &[&[sent, sent ^ 0x55]]) {
+                            sent += 1;
+                        } else {
+                            loom::thread::yield_now();
+                        }
+                    }
+                })
+            };
+            let mut r = Reader::default();
+            let mut got = 0u8;
+            while got < 3 {
+                match r.peek(&*m).expect("no corruption") {
+                    Some(rec) => {
+                        assert_eq!(rec.tag, got as i32);
+                        let mut b = [0u8; 2];
+                        r.read(&*m, &rec, 0, &mut b).expect("in bounds");
+                        assert_eq!(b, [got, got ^ 0x55]);
+                        r.consume(&*m, &rec);
+                        got += 1;
+                    }
+                    None => loom::thread::yield_now(),
+                }
+            }
+            writer.join().expect("writer");
+        });
+    }
+}

@@ -1,0 +1,82 @@
+//! The payloads of control records, as they travel in the rings.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Record kinds.
+pub(crate) mod kind {
+    /// Data in the record itself.
+    pub const INLINE: u8 = 1;
+    /// Data in an eager slot; payload [`super::Eager`].
+    pub const EAGER: u8 = 2;
+    /// Request to send; payload [`super::Rts`].
+    pub const RTS: u8 = 3;
+    /// Clear to send; payload [`super::Cts`].
+    pub const CTS: u8 = 4;
+    /// The sender has pushed its share; payload [`super::Pushed`].
+    pub const PUSHED: u8 = 5;
+    /// The receiver is done with the sender's buffer; payload [`super::Fin`].
+    pub const FIN: u8 = 6;
+    /// A piece of a streamed message in an eager slot; payload [`super::Chunk`].
+    pub const CHUNK: u8 = 7;
+}
+
+/// RTS flags.
+pub(crate) const RTS_STREAM: u32 = 1;
+
+/// FIN statuses.
+pub(crate) mod fin {
+    pub const OK: u32 = 0;
+    pub const TRUNCATED: u32 = 1;
+    pub const FAILED: u32 = 2;
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Eager {
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Rts {
+    pub len: u64,
+    pub send_id: u32,
+    pub flags: u32,
+    /// The sender's buffer (one contiguous range).
+    pub addr: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Cts {
+    pub send_id: u32,
+    pub _pad: u32,
+    /// The receiver's buffer, for the sender's pushes (zero when streaming).
+    pub addr: u64,
+    pub len: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Pushed {
+    pub send_id: u32,
+    pub status: u32,
+    pub bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Fin {
+    pub send_id: u32,
+    pub status: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Chunk {
+    pub send_id: u32,
+    pub slot: u32,
+    pub offset: u64,
+    pub len: u64,
+}
