@@ -20,6 +20,7 @@ mod buffer;
 mod error;
 pub mod mechanisms;
 mod output;
+pub mod p2p;
 mod plot;
 mod progress;
 mod sizes;

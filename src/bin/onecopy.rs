@@ -67,6 +67,38 @@ enum Command {
 enum BenchCommand {
     /// Every way to move bytes between two processes, against memcpy.
     Mechanisms(MechanismsArgs),
+    /// Point to point between two ranks: latency, bandwidth, bidirectional bandwidth (OSU style).
+    P2p(P2pArgs),
+}
+
+#[derive(clap::Args)]
+struct P2pArgs {
+    /// Message sizes for every test, comma-separated, K/M/G meaning KiB/MiB/GiB
+    /// [default: latency 1 B to 4 MiB, bw and bibw 1 B to 64 MiB, powers of two].
+    #[arg(long, value_parser = parse_p2p_sizes)]
+    sizes: Option<SizeList>,
+    /// `auto` (the runtime's own choice), `all`, or a comma-separated list of cma-read,
+    /// cma-split, shm-copy.
+    #[arg(long, default_value = "auto")]
+    transports: String,
+    /// Tests, comma-separated: latency, bw, bibw.
+    #[arg(long, default_value = "latency,bw,bibw")]
+    tests: String,
+    /// Output: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: onecopy::bench::Format,
+    /// Also draw the results into this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// Milliseconds aimed at for each (test, size).
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    budget_ms: u64,
+}
+
+fn parse_p2p_sizes(s: &str) -> Result<SizeList, String> {
+    onecopy::bench::parse_sizes_at_least(s, 0)
+        .map(SizeList)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -144,18 +176,91 @@ fn fail(message: impl std::fmt::Display, code: i32) -> i32 {
 fn bench(what: Option<BenchCommand>) -> i32 {
     let args = match what {
         Some(BenchCommand::Mechanisms(args)) => args,
-        // The short default suite: a few sizes, every mechanism, a table.
-        None => MechanismsArgs {
-            sizes: Some(SizeList(vec![64 << 10, 4 << 20, 64 << 20])),
-            transports: "all".into(),
-            format: onecopy::bench::Format::Table,
-            plot: None,
-            pages: onecopy::bench::Pages::Small,
-            budget_ms: 300,
-            rounds: 3,
-        },
+        Some(BenchCommand::P2p(args)) => return p2p(args),
+        // The short default suite: a few sizes of every mechanism, then point to point.
+        None => {
+            let code = mechanisms(MechanismsArgs {
+                sizes: Some(SizeList(vec![64 << 10, 4 << 20, 64 << 20])),
+                transports: "all".into(),
+                format: onecopy::bench::Format::Table,
+                plot: None,
+                pages: onecopy::bench::Pages::Small,
+                budget_ms: 300,
+                rounds: 3,
+            });
+            if code != 0 {
+                return code;
+            }
+            println!();
+            return p2p(P2pArgs {
+                sizes: Some(SizeList(vec![8, 1024, 64 << 10, 4 << 20])),
+                transports: "auto".into(),
+                tests: "latency,bw,bibw".into(),
+                format: onecopy::bench::Format::Table,
+                plot: None,
+                budget_ms: 150,
+            });
+        }
     };
     mechanisms(args)
+}
+
+fn p2p(args: P2pArgs) -> i32 {
+    use onecopy::bench::{Progress, p2p};
+    let transports: Vec<String> = match args.transports.trim() {
+        "all" => p2p::TRANSPORTS.iter().map(|s| s.to_string()).collect(),
+        list => list.split(',').map(|s| s.trim().to_string()).collect(),
+    };
+    if let Some(bad) = transports
+        .iter()
+        .find(|t| !p2p::TRANSPORTS.contains(&t.as_str()))
+    {
+        return fail(
+            format!(
+                "unknown transport '{bad}' for bench p2p; choose from {}",
+                p2p::TRANSPORTS.join(", ")
+            ),
+            EXIT_USAGE,
+        );
+    }
+    let mut tests = Vec::new();
+    for name in args.tests.split(',').map(str::trim) {
+        tests.push(match name {
+            "latency" => p2p::Test::Latency,
+            "bw" => p2p::Test::Bandwidth,
+            "bibw" => p2p::Test::BiBandwidth,
+            other => {
+                return fail(
+                    format!("unknown test '{other}'; choose from latency, bw, bibw"),
+                    EXIT_USAGE,
+                );
+            }
+        });
+    }
+    let mut options = p2p::Options {
+        tests,
+        transports,
+        budget: std::time::Duration::from_millis(args.budget_ms),
+        ..Default::default()
+    };
+    if let Some(SizeList(sizes)) = args.sizes {
+        options.latency_sizes = sizes.clone();
+        options.bandwidth_sizes = sizes;
+    }
+    let progress = Progress::new(p2p::progress_steps(&options), "p2p");
+    let records = p2p::run(&options, &progress);
+    progress.finish();
+    let records = match records {
+        Ok(r) => r,
+        Err(e) => return fail(e, 1),
+    };
+    print!("{}", onecopy::bench::render(&records, args.format));
+    if let Some(path) = args.plot
+        && let Err(e) = onecopy::bench::plot_svg(&records, &path, "onecopy bench p2p")
+    {
+        return fail(e, 1);
+    }
+    0
 }
 
 fn mechanisms(args: MechanismsArgs) -> i32 {

@@ -81,6 +81,71 @@ enum Req {
     },
 }
 
+/// Requests by id: a slab, so the hot wait loop looks a request up without hashing. An id is
+/// the slot index and the slot's generation, so a stale id never finds a newer request.
+#[derive(Debug, Default)]
+struct Requests {
+    slots: Vec<(u32, Option<Req>)>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl Requests {
+    fn split(id: u64) -> (usize, u32) {
+        ((id & 0xFFFF_FFFF) as usize, (id >> 32) as u32)
+    }
+
+    fn add(&mut self, r: Req) -> u64 {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push((0, None));
+                self.slots.len() - 1
+            }
+        };
+        self.slots[index].1 = Some(r);
+        self.live += 1;
+        (self.slots[index].0 as u64) << 32 | index as u64
+    }
+
+    fn get(&self, id: &u64) -> Option<&Req> {
+        let (i, generation) = Self::split(*id);
+        self.slots
+            .get(i)
+            .filter(|s| s.0 == generation)
+            .and_then(|s| s.1.as_ref())
+    }
+
+    fn get_mut(&mut self, id: &u64) -> Option<&mut Req> {
+        let (i, generation) = Self::split(*id);
+        self.slots
+            .get_mut(i)
+            .filter(|s| s.0 == generation)
+            .and_then(|s| s.1.as_mut())
+    }
+
+    /// Replaces the state of a live request.
+    fn insert(&mut self, id: u64, r: Req) {
+        if let Some(slot) = self.get_mut(&id) {
+            *slot = r;
+        }
+    }
+
+    fn remove(&mut self, id: &u64) -> Option<Req> {
+        let (i, generation) = Self::split(*id);
+        let slot = self.slots.get_mut(i).filter(|s| s.0 == generation)?;
+        let r = slot.1.take()?;
+        slot.0 = slot.0.wrapping_add(1);
+        self.free.push(i);
+        self.live -= 1;
+        Some(r)
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+}
+
 /// The peers a waiting rank depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Watch {
@@ -108,8 +173,7 @@ pub(crate) struct Engine {
     readers: Vec<Reader>,
     eager_next: Vec<usize>,
     send_ids: Vec<u32>,
-    requests: HashMap<u64, Req>,
-    next_id: u64,
+    requests: Requests,
     posted: VecDeque<u64>,
     unexpected: VecDeque<Unexpected>,
     /// (dest, send_id) → request, for rendezvous sends.
@@ -164,8 +228,7 @@ impl Engine {
             readers: (0..n).map(|_| Reader::default()).collect(),
             eager_next: vec![0; n],
             send_ids: vec![0; n],
-            requests: HashMap::new(),
-            next_id: 1,
+            requests: Requests::default(),
             posted: VecDeque::new(),
             unexpected: VecDeque::new(),
             sends: HashMap::new(),
@@ -183,10 +246,7 @@ impl Engine {
     }
 
     fn new_request(&mut self, r: Req) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.requests.insert(id, r);
-        id
+        self.requests.add(r)
     }
 
     fn finish(&mut self, id: u64, result: Result<Status, CommError>) {

@@ -175,16 +175,20 @@ impl Idle {
     pub fn pause(&mut self, engine: &mut Engine, moved: bool) -> Result<(), CommError> {
         if moved {
             self.since = None;
+            self.spins = 0;
+            return Ok(());
+        }
+        self.spins = self.spins.wrapping_add(1);
+        // The clock is read every 64 rounds only: a round is tens of nanoseconds.
+        if !self.spins.is_multiple_of(64) {
+            std::hint::spin_loop();
             return Ok(());
         }
         let since = *self.since.get_or_insert_with(Instant::now);
-        self.spins = self.spins.wrapping_add(1);
         if since.elapsed() < crate::shm::spin_budget() {
-            if self.spins.is_multiple_of(64) {
+            if self.spins.is_multiple_of(1024) {
                 // Let a rank that shares this core run (more ranks than cores).
                 std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
             }
             return Ok(());
         }
@@ -331,7 +335,7 @@ impl World {
             }
             if !engine.is_done(id) {
                 let step = engine.progress().and_then(|moved| {
-                    if engine.is_done(id) {
+                    if moved {
                         return Ok(());
                     }
                     idle.pause(&mut engine, moved)
@@ -470,6 +474,28 @@ impl<'w> Peer<'w> {
         let id =
             self.world
                 .post_receive(Source::Rank(self.rank), ANY, bytemuck::cast_slice_mut(buf))?;
+        Ok(scope.register(self.world.clone(), id))
+    }
+
+    /// Starts receiving into `len` bytes at `ptr`, which other requests may share (benchmarks
+    /// that, like the OSU suite, aim a window of receives at one buffer).
+    ///
+    /// # Safety
+    /// The memory must stay valid and unused by the program until the scope ends; its contents
+    /// are unspecified when several requests share it.
+    pub(crate) unsafe fn immediate_receive_into_shared<'s>(
+        &self,
+        scope: &'s Scope<'s, '_>,
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<Request<'s>, CommError> {
+        let source = self.world.check_rank(self.rank)? as i64;
+        let id = self
+            .world
+            .shared
+            .engine
+            .borrow_mut()
+            .post_receive(source, ANY, ptr, len)?;
         Ok(scope.register(self.world.clone(), id))
     }
 
@@ -650,6 +676,7 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
         }
     };
     let world = layout::World::open(segment, size)?;
+    bind_if_room(rank, size)?;
 
     // Admit the launcher and its descendants (the other ranks) as ptracers where Yama restricts
     // ptrace to ancestors; nobody else.
@@ -762,6 +789,35 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
             }),
         },
     })
+}
+
+/// Binds rank `rank` to one CPU of those this process may use, when every rank can have its own
+/// (`ONECOPY_BIND=none` turns it off), as MPI launchers do: a rank that spins while waiting must
+/// not share a core with the rank it waits for, and the scheduler does not always separate them.
+fn bind_if_room(rank: usize, size: usize) -> Result<(), CommError> {
+    match std::env::var("ONECOPY_BIND").as_deref() {
+        Err(_) | Ok("core") => {}
+        Ok("none") => return Ok(()),
+        Ok(other) => {
+            return Err(CommError::Config(format!(
+                "ONECOPY_BIND={other}: use core or none"
+            )));
+        }
+    }
+    let Ok(allowed) = rustix::thread::sched_getaffinity(None) else {
+        return Ok(());
+    };
+    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| allowed.is_set(c))
+        .collect();
+    if size > cpus.len() {
+        return Ok(());
+    }
+    let mut one = rustix::thread::CpuSet::new();
+    one.set(cpus[rank]);
+    // Best effort: a refused binding leaves the scheduler in charge.
+    let _ = rustix::thread::sched_setaffinity(None, &one);
+    Ok(())
 }
 
 /// Protocol thresholds: `ONECOPY_INLINE_LIMIT` and `ONECOPY_EAGER_LIMIT` override the defaults.
