@@ -77,6 +77,9 @@ enum Req {
         tag: i32,
         send_id: u32,
         buf: SendBuf,
+        /// Streamed through eager slots (else single copy).
+        streamed: bool,
+        /// Bytes streamed so far, once the receiver's CTS came.
         stream: Option<usize>,
     },
 }
@@ -161,6 +164,9 @@ pub(crate) struct Limits {
     pub inline: usize,
     pub eager: usize,
     pub chunk: usize,
+    /// Rendezvous messages shorter than this are streamed through shared memory even when
+    /// single copy is available (`auto`); 0 with an explicit `cma-*` transport.
+    pub cma_threshold: usize,
 }
 
 pub(crate) struct Engine {
@@ -379,7 +385,7 @@ impl Engine {
         }
         // Rendezvous.
         let send_id = self.next_send_id(dest)?;
-        let stream = self.mode == Mode::Shm;
+        let stream = self.mode == Mode::Shm || data.len() < self.limits.cma_threshold;
         if !stream {
             // Reset the shared chunk cursor before the receiver can see the RTS (the record's
             // Release publishes it).
@@ -403,6 +409,7 @@ impl Engine {
             tag,
             send_id,
             buf,
+            streamed: stream,
             stream: None,
         });
         self.sends.insert((dest, send_id), id);
@@ -832,11 +839,11 @@ impl Engine {
         let Some(&id) = self.sends.get(&(source, cts.send_id)) else {
             return Err(self.protocol(source, format!("CTS for unknown send {}", cts.send_id)));
         };
-        let Some(Req::Rendezvous { buf, .. }) = self.requests.get(&id) else {
+        let Some(Req::Rendezvous { buf, streamed, .. }) = self.requests.get(&id) else {
             return Err(self.protocol(source, "CTS for a send that is not waiting"));
         };
-        let buf = *buf;
-        if self.mode == Mode::Shm {
+        let (buf, streamed) = (*buf, *streamed);
+        if streamed {
             if let Some(Req::Rendezvous { stream, .. }) = self.requests.get_mut(&id) {
                 *stream = Some(0);
             }
@@ -971,6 +978,7 @@ impl Engine {
                 send_id,
                 buf,
                 stream: Some(sent),
+                ..
             }) = self.requests.get(&id)
             else {
                 self.outgoing.remove(i);

@@ -259,6 +259,7 @@ impl Universe {
             inline: usize::MAX,
             eager: usize::MAX,
             chunk: crate::transport::cma_chunk_bytes(),
+            cma_threshold: usize::MAX,
         };
         let engine = Engine::new(world, 0, vec![None], Mode::Shm, limits);
         Ok(Universe {
@@ -778,7 +779,12 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
             "onecopy: single copy is not available ({why}); this job uses shm-copy (two copies) instead"
         );
     }
-    let limits = limits_from_env(&world.layout)?;
+    let mut limits = limits_from_env(&world.layout)?;
+    limits.cma_threshold = match (transport.as_str(), mode) {
+        (_, Mode::Shm) => usize::MAX,
+        ("auto", _) => auto_cma_threshold()?,
+        _ => 0,
+    };
     let engine = Engine::new(world, rank, peers, mode, limits);
     Ok(Universe {
         world: World {
@@ -845,7 +851,22 @@ fn limits_from_env(layout: &Layout) -> Result<Limits, CommError> {
         inline,
         eager,
         chunk: crate::transport::cma_chunk_bytes(),
+        cma_threshold: 0,
     })
+}
+
+/// In `auto` mode, rendezvous messages of at least this many bytes use single copy
+/// (`cma-split`); shorter ones are streamed through shared memory, which measured faster for
+/// them between two ranks on the reference machine (BENCHMARKS.md). `ONECOPY_CMA_THRESHOLD`
+/// overrides it.
+pub const DEFAULT_CMA_THRESHOLD: usize = 128 << 20;
+
+fn auto_cma_threshold() -> Result<usize, CommError> {
+    match std::env::var("ONECOPY_CMA_THRESHOLD") {
+        Err(_) => Ok(DEFAULT_CMA_THRESHOLD),
+        Ok(text) => crate::tools::parse_number(&text)
+            .map_err(|e| CommError::Config(format!("ONECOPY_CMA_THRESHOLD: {e}"))),
+    }
 }
 
 /// Messages up to this many bytes travel inside the ring record.
