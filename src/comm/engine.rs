@@ -497,7 +497,19 @@ impl Engine {
 
     /// A message start (INLINE data, EAGER data copied out, or an RTS) arrived from `source`.
     fn arrive(&mut self, source: usize, tag: i32, body: Body) -> Result<(), CommError> {
-        let found = self
+        match self.take_posted(source, tag) {
+            Some((id, buf)) => self.deliver(id, source, tag, body, buf),
+            None => {
+                self.unexpected.push_back(Unexpected { source, tag, body });
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes and returns the first posted receive that matches a message from `source` with
+    /// `tag`.
+    fn take_posted(&mut self, source: usize, tag: i32) -> Option<(u64, RecvBuf)> {
+        let i = self
             .posted
             .iter()
             .position(|id| match self.requests.get(id) {
@@ -505,21 +517,11 @@ impl Engine {
                     source: s, tag: t, ..
                 }) => matches(*s, *t, source, tag),
                 _ => false,
-            });
-        match found.and_then(|i| self.posted.remove(i)) {
-            Some(id) => {
-                let Some(Req::Posted { buf, .. }) = self.requests.get(&id) else {
-                    return Err(
-                        self.protocol(source, "internal: matched a request that is not posted")
-                    );
-                };
-                let buf = *buf;
-                self.deliver(id, source, tag, body, buf)
-            }
-            None => {
-                self.unexpected.push_back(Unexpected { source, tag, body });
-                Ok(())
-            }
+            })?;
+        let id = self.posted.remove(i)?;
+        match self.requests.get(&id) {
+            Some(Req::Posted { buf, .. }) => Some((id, *buf)),
+            _ => None,
         }
     }
 
@@ -756,12 +758,52 @@ impl Engine {
         match record.kind {
             kind::INLINE => {
                 let len = record.len as usize;
+                if len > record.room() {
+                    return Err(self.protocol(
+                        source,
+                        format!(
+                            "inline message of {len} bytes in a {}-byte record",
+                            record.room()
+                        ),
+                    ));
+                }
+                // A receive already waiting gets the bytes straight from the ring.
+                if let Some((id, buf)) = self.take_posted(source, record.tag) {
+                    let result = if len > buf.cap {
+                        Err(CommError::Truncated {
+                            sender: source as i32,
+                            tag: record.tag,
+                            len,
+                            capacity: buf.cap,
+                        })
+                    } else {
+                        // SAFETY: `buf` is the receive buffer its request borrows mutably until it
+                        // completes; `len <= cap` (checked above).
+                        let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr, len) };
+                        let ring = self.ring(source, self.me);
+                        self.readers[source]
+                            .read(&ring, record, 0, dst)
+                            .map_err(|c| self.protocol(source, c.0))?;
+                        Ok(Status {
+                            source: source as i32,
+                            tag: record.tag,
+                            count_bytes: len,
+                        })
+                    };
+                    self.finish(id, result);
+                    return Ok(());
+                }
                 let mut bytes = vec![0u8; len];
                 let ring = self.ring(source, self.me);
                 self.readers[source]
                     .read(&ring, record, 0, &mut bytes)
                     .map_err(|c| self.protocol(source, c.0))?;
-                self.arrive(source, record.tag, Body::Data(bytes))
+                self.unexpected.push_back(Unexpected {
+                    source,
+                    tag: record.tag,
+                    body: Body::Data(bytes),
+                });
+                Ok(())
             }
             kind::EAGER => {
                 let e: wire::Eager = self.payload(source, record)?;
@@ -775,12 +817,43 @@ impl Engine {
                     ));
                 }
                 let (_, offset) = self.world.eager_slot(source, self.me, slot);
+                if let Some((id, buf)) = self.take_posted(source, record.tag) {
+                    let result = if len > buf.cap {
+                        Err(CommError::Truncated {
+                            sender: source as i32,
+                            tag: record.tag,
+                            len,
+                            capacity: buf.cap,
+                        })
+                    } else {
+                        // SAFETY: `buf` is borrowed mutably by its request until it completes and
+                        // holds `len` bytes (checked above); the sender filled the slot before
+                        // publishing this record and leaves it alone until we free it below.
+                        unsafe {
+                            let dst = std::slice::from_raw_parts_mut(buf.ptr, len);
+                            crate::shm::copy_out(&self.world.segment, offset, dst);
+                        }
+                        Ok(Status {
+                            source: source as i32,
+                            tag: record.tag,
+                            count_bytes: len,
+                        })
+                    };
+                    self.free_slot(source, slot);
+                    self.finish(id, result);
+                    return Ok(());
+                }
                 let mut bytes = vec![0u8; len];
                 // SAFETY: the sender filled the slot before publishing this record (seen with
                 // Acquire) and leaves it alone until we free it below.
                 unsafe { crate::shm::copy_out(&self.world.segment, offset, &mut bytes) };
                 self.free_slot(source, slot);
-                self.arrive(source, record.tag, Body::Data(bytes))
+                self.unexpected.push_back(Unexpected {
+                    source,
+                    tag: record.tag,
+                    body: Body::Data(bytes),
+                });
+                Ok(())
             }
             kind::RTS => {
                 let rts: wire::Rts = self.payload(source, record)?;
