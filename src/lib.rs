@@ -5,6 +5,7 @@
 //! - [`vm`]: the kernel interface — read and write another process's memory, safely and completely.
 //! - [`transport`]: every mechanism for moving bytes between two processes, behind one trait.
 //! - [`shm`]: shared memory segments and futex doorbells.
+//! - [`launch`]: the launcher behind `onecopy run` — segment, ranks, output, failure, teardown.
 //! - [`bench`]: the measurement harness behind `onecopy bench`.
 //! - [`check`]: the self-test behind `onecopy check`.
 //! - [`tools`]: number and hex parsing, hex dumps and exit codes for `peek`/`poke`.
@@ -14,6 +15,7 @@ pub mod bench;
 pub mod check;
 pub mod child;
 pub mod comm;
+pub mod launch;
 pub mod shm;
 pub mod tools;
 pub mod transport;
