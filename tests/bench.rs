@@ -111,7 +111,8 @@ fn cli_json_csv_table_and_plot() {
     for key in ["bench", "transport", "ranks", "bytes", "value", "unit"] {
         assert!(first.get(key).is_some(), "record lacks {key}: {first}");
     }
-    let again: Vec<Record> = serde_json::from_str(&bench::render(&records, Format::Json)).expect("render json");
+    let again: Vec<Record> =
+        serde_json::from_str(&bench::render(&records, Format::Json)).expect("render json");
     assert_eq!(again, records);
 
     let out = onecopy(&[&common[..], &["--format", "csv"]].concat());
