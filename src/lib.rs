@@ -6,6 +6,7 @@
 //! - [`transport`]: every mechanism for moving bytes between two processes, behind one trait.
 //! - [`comm`]: the MPI-style runtime ([`initialize`], [`World`], point to point, [`request::scope`]).
 //! - [`shm`]: shared memory segments and futex doorbells.
+//! - [`launch`]: the launcher behind `onecopy run` — segment, ranks, output, failure, teardown.
 //! - [`bench`](mod@bench): the measurement harness behind `onecopy bench`.
 //! - [`check`]: the self-test behind `onecopy check`.
 //! - [`tools`]: number and hex parsing, hex dumps and exit codes for `peek`/`poke`.
@@ -15,6 +16,7 @@ pub mod bench;
 pub mod check;
 pub mod child;
 pub mod comm;
+pub mod launch;
 pub mod shm;
 pub mod tools;
 pub mod transport;

@@ -61,6 +61,34 @@ enum Command {
         #[arg(long)]
         file: Option<std::path::PathBuf>,
     },
+    /// Start a job: N ranks of PROG sharing one segment; stops them all at the first failure.
+    ///
+    /// Exit status: 0 when every rank exits 0; else the first failing rank's exit code, or 128 +
+    /// the signal that killed it (or that interrupted the launcher); 2 usage error; 127 PROG not
+    /// found; 126 PROG not executable; 1 other launcher errors.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Number of ranks, 1 to 4096 (`-np N` works too).
+    #[arg(short = 'n', long = "np", value_name = "N", allow_hyphen_values = true)]
+    ranks: String,
+    /// The transport the ranks use: auto, or one of cma-read, cma-write, cma-split, shm-copy,
+    /// procmem, vmsplice.
+    #[arg(long, default_value = "auto")]
+    transport: String,
+    /// Prefix every line the ranks print with `[RANK] `.
+    #[arg(long)]
+    tag_output: bool,
+    /// The program every rank runs, and its arguments (put `--` before it).
+    // Not `required`: a missing PROG gets the launcher's one-line error rather than clap's.
+    #[arg(
+        value_name = "PROG",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Subcommand)]
@@ -140,7 +168,7 @@ fn parse_sizes(s: &str) -> Result<SizeList, String> {
 const PEEK_CHUNK: usize = 16 << 20;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(np_alias(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
@@ -164,8 +192,34 @@ fn main() -> ExitCode {
             hex,
             file,
         } => poke(pid, addr, hex, file),
+        Command::Run(args) => run(args),
     };
     ExitCode::from(code as u8)
+}
+
+/// mpirun's `-np N`: clap would read `-np` as `-n p`, so it becomes `--np` before parsing, but only
+/// among `run`'s own options, never in the program's arguments.
+fn np_alias(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_none_or(|a| a != "run") {
+        return args;
+    }
+    let mut i = 2;
+    while let Some(arg) = args.get(i) {
+        let Some(text) = arg.to_str() else { break };
+        if text == "--" || !text.starts_with('-') {
+            break;
+        }
+        if let Some(value) = text.strip_prefix("-np=") {
+            args[i] = format!("--np={value}").into();
+        } else if text == "-np" {
+            args[i] = "--np".into();
+            i += 1;
+        } else if matches!(text, "-n" | "--np" | "--transport") {
+            i += 1;
+        }
+        i += 1;
+    }
+    args
 }
 
 fn fail(message: impl std::fmt::Display, code: i32) -> i32 {
@@ -366,6 +420,33 @@ fn peek(pid: i32, addr: usize, len: usize, raw: bool) -> i32 {
         done += n;
     }
     0
+}
+
+fn run(args: RunArgs) -> i32 {
+    use onecopy::launch::{self, RunOptions};
+    let ranks = match launch::parse_ranks(&args.ranks) {
+        Ok(n) => n,
+        Err(e) => return fail(&e, e.exit_code()),
+    };
+    let transport = match args.transport.parse() {
+        Ok(t) => t,
+        Err(e) => return fail(&e, launch::LaunchError::exit_code(&e)),
+    };
+    let mut command = args.command.into_iter();
+    let Some(program) = command.next() else {
+        return fail(launch::LaunchError::MissingProgram, EXIT_USAGE);
+    };
+    let opts = RunOptions {
+        ranks,
+        transport,
+        tag_output: args.tag_output,
+        program,
+        args: command.collect(),
+    };
+    match launch::run_observed(&opts, |event| eprintln!("onecopy: {event}")) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(e) => fail(&e, e.exit_code()),
+    }
 }
 
 fn poke(pid: i32, addr: usize, hex: Option<Vec<u8>>, file: Option<std::path::PathBuf>) -> i32 {

@@ -582,34 +582,16 @@ pub fn initialize() -> Option<Universe> {
     }
 }
 
-fn env_var(name: &str) -> Result<String, CommError> {
-    std::env::var(name).map_err(|_| {
-        CommError::Config(format!(
-            "{name} is not set; start the program with `onecopy run`"
-        ))
-    })
-}
-
-fn env_parse<T: std::str::FromStr>(name: &str) -> Result<T, CommError> {
-    let text = env_var(name)?;
-    text.trim()
-        .parse()
-        .map_err(|_| CommError::Config(format!("{name}={text} is not a valid number")))
-}
-
 /// [`initialize`], with the error returned instead of ending the process.
 pub fn try_initialize() -> Result<Option<Universe>, CommError> {
-    if std::env::var_os("ONECOPY_RANK").is_none() {
+    let Some(env) = crate::launch::rank_env().map_err(|e| CommError::Config(e.to_string()))? else {
         return Ok(None);
-    }
+    };
     if INITIALIZED.swap(true, Ordering::SeqCst) {
         return Ok(None);
     }
-    let rank: usize = env_parse("ONECOPY_RANK")?;
-    let size: usize = env_parse("ONECOPY_SIZE")?;
-    let fd: i32 = env_parse("ONECOPY_SEGMENT_FD")?;
-    let launcher: i32 = env_parse("ONECOPY_LAUNCHER_PID")?;
-    let transport = std::env::var("ONECOPY_TRANSPORT").unwrap_or_else(|_| "auto".into());
+    let (rank, size, fd, launcher) = (env.rank, env.size, env.segment_fd, env.launcher_pid);
+    let transport = env.transport.to_string();
     if fd < 0
         || rustix::io::fcntl_getfd(
             // SAFETY: only used to ask whether the descriptor is open; not kept.
