@@ -103,53 +103,6 @@ fn text_has_one_line_per_case_and_the_summary() {
     assert_eq!(json["cases"][1]["outcome"], "FAIL");
 }
 
-/// Installs a seccomp filter on the calling thread that answers both CMA calls with EPERM.
-fn block_cma_with_seccomp() -> bool {
-    let instruction = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt,
-        jf,
-        k,
-    };
-    // seccomp_data.nr sits at offset 0.
-    let filter = [
-        instruction(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
-        instruction(
-            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-            2,
-            0,
-            libc::SYS_process_vm_readv as u32,
-        ),
-        instruction(
-            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-            1,
-            0,
-            libc::SYS_process_vm_writev as u32,
-        ),
-        instruction(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-        instruction(
-            libc::BPF_RET | libc::BPF_K,
-            0,
-            0,
-            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        ),
-    ];
-    let program = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: prctl with integer arguments, then with a pointer to a filter program that outlives
-    // the call; the kernel copies the program.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            && libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &program as *const libc::sock_fprog,
-            ) == 0
-    }
-}
-
 #[test]
 fn blocked_cma_is_skipped_with_the_reason() {
     let _w = watchdog("blocked_cma_is_skipped_with_the_reason", 120);
@@ -159,7 +112,7 @@ fn blocked_cma_is_skipped_with_the_reason() {
     const NOT_DETECTED: i32 = 11;
     const A_CASE_RAN: i32 = 12;
     let body = || {
-        if !block_cma_with_seccomp() {
+        if !common::block_cma_with_seccomp() {
             return NO_FILTER;
         }
         let report = check::run_with_seed(1);

@@ -16,6 +16,16 @@ fn run_job(
     transport: &str,
     body: fn(&World) -> Result<(), String>,
 ) -> Vec<Option<String>> {
+    run_job_with(n, transport, |_| true, body)
+}
+
+/// [`run_job`], with `prepare(rank)` run in each rank before it joins (false fails the rank).
+fn run_job_with(
+    n: usize,
+    transport: &str,
+    prepare: fn(usize) -> bool,
+    body: fn(&World) -> Result<(), String>,
+) -> Vec<Option<String>> {
     let segment = Segment::create("onecopy-test-job", comm::segment_bytes(n).expect("layout"))
         .expect("segment");
     comm::init_segment(&segment, n).expect("init");
@@ -29,6 +39,10 @@ fn run_job(
         // SAFETY: the child joins the job and runs `body`; it writes a file on failure and exits.
         let child = unsafe {
             Child::fork(move || {
+                if !prepare(rank) {
+                    let _ = std::fs::write(dir.join(format!("rank-{rank}")), "preparation failed");
+                    return 1;
+                }
                 let outcome = segment
                     .try_clone()
                     .map_err(|e| e.to_string())
@@ -425,5 +439,34 @@ fn a_world_of_one() {
     assert!(
         onecopy::initialize().is_none(),
         "not started by onecopy run"
+    );
+}
+
+/// Single copy blocked by a seccomp filter (as container runtimes do): the job agrees on
+/// shm-copy at start-up and every message still arrives.
+#[test]
+fn blocked_single_copy_falls_back_to_shm_copy() {
+    let _dog = common::watchdog("blocked_single_copy_falls_back_to_shm_copy", 60);
+    fn fell_back(world: &World) -> Result<(), String> {
+        if world.mode() != onecopy::comm::Mode::Shm {
+            return Err(format!(
+                "mode is {:?} although CMA is blocked",
+                world.mode()
+            ));
+        }
+        pingpong(world)
+    }
+    for t in ["auto", "cma-read", "cma-split"] {
+        assert_all_ok(
+            &run_job_with(2, t, |_| common::block_cma_with_seccomp(), fell_back),
+            t,
+        );
+    }
+    // Only rank 2 of 3 is blocked: the others, which could read each other, must still agree
+    // with it on shm-copy, or their messages to and from it would never match.
+    let only_two = |rank: usize| rank != 2 || common::block_cma_with_seccomp();
+    assert_all_ok(
+        &run_job_with(3, "auto", only_two, ring_laps),
+        "one rank blocked",
     );
 }
