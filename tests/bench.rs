@@ -1,23 +1,13 @@
 //! The mechanisms benchmark end to end: real transfers between processes, every output format.
 
+mod common;
+
+use common::watchdog;
+
 use std::process::Command;
 use std::time::Duration;
 
 use onecopy::bench::{self, Format, Pages, Progress, Record, mechanisms};
-
-/// Fails the whole test binary if a test runs past `secs`.
-fn watchdog(name: &'static str, secs: u64) -> std::sync::mpsc::Sender<()> {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            rx.recv_timeout(Duration::from_secs(secs))
-        {
-            eprintln!("watchdog: {name} still running after {secs} s; failing");
-            std::process::exit(3);
-        }
-    });
-    tx
-}
 
 fn onecopy(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_onecopy"))
@@ -161,5 +151,70 @@ fn cli_rejects_bad_bench_arguments() {
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn p2p_measures_every_test_and_transport() {
+    let _dog = watchdog("p2p_measures_every_test_and_transport", 120);
+    let out = onecopy(&[
+        "bench",
+        "p2p",
+        "--sizes",
+        "0,1,70000,2M",
+        "--transports",
+        "all",
+        "--budget-ms",
+        "5",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Record> = serde_json::from_slice(&out.stdout).expect("JSON records");
+    // 3 tests x 4 sizes x 4 transports; bandwidth of a 0-byte message is 0, every other value positive.
+    assert_eq!(records.len(), 3 * 4 * 4, "{records:?}");
+    for r in &records {
+        assert_eq!(r.ranks, 2);
+        let unit = if r.bench == "latency" { "us" } else { "MB/s" };
+        assert_eq!(r.unit, unit, "{r:?}");
+        assert!(
+            r.value.is_finite() && (r.value > 0.0 || (r.bytes == 0 && r.bench != "latency")),
+            "{r:?}"
+        );
+    }
+    for t in ["auto", "cma-read", "cma-split", "shm-copy"] {
+        assert!(records.iter().any(|r| r.transport == t), "no {t} records");
+    }
+    let table = onecopy(&["bench", "p2p", "--sizes", "8", "--budget-ms", "5"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    for heading in [
+        "# Size",
+        "Latency (us)",
+        "Bandwidth (MB/s)",
+        "Bi-Bandwidth (MB/s)",
+    ] {
+        assert!(text.contains(heading), "{heading} missing in {text}");
+    }
+}
+
+#[test]
+fn p2p_rejects_bad_arguments() {
+    for args in [
+        &["bench", "p2p", "--transports", "vmsplice"][..],
+        &["bench", "p2p", "--tests", "latency,jitter"],
+        &["bench", "p2p", "--sizes", "1,-4"],
+        &["bench", "p2p", "--budget-ms", "0"],
+    ] {
+        let out = onecopy(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

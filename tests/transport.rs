@@ -1,6 +1,10 @@
 //! The conformance suite, instantiated for every transport: sizes from 0 to 64 MiB + 1, scattered
 //! buffers on both sides, exact data checks, truncation, and a peer that dies mid-transfer.
 
+mod common;
+
+use common::watchdog;
+
 use std::io::{IoSlice, IoSliceMut};
 use std::time::{Duration, Instant};
 
@@ -8,28 +12,6 @@ use std::os::fd::AsFd;
 
 use onecopy::child::{Child, Exit};
 use onecopy::transport::{self, Channel, ChannelConfig, Side, Transport, TransportError};
-
-/// Fails the whole test binary if a test runs past `secs` (a hang must never stall CI).
-struct Watchdog(std::sync::mpsc::Sender<()>);
-
-fn watchdog(name: &'static str, secs: u64) -> Watchdog {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            rx.recv_timeout(Duration::from_secs(secs))
-        {
-            eprintln!("watchdog: {name} still running after {secs} s; failing");
-            std::process::exit(3);
-        }
-    });
-    Watchdog(tx)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
 
 /// The byte at position `i` of message `seed`.
 fn pattern(seed: u64, i: usize) -> u8 {

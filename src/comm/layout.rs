@@ -108,8 +108,8 @@ impl Layout {
         Ok(Layout {
             ranks,
             ring_cells: env_number("ONECOPY_RING_CELLS", 1024, 64, 1 << 20)?,
-            eager_slots: env_number("ONECOPY_EAGER_SLOTS", 8, 1, 1024)?,
-            eager_slot_bytes: env_number("ONECOPY_EAGER_SLOT_BYTES", 32 << 10, 4096, 16 << 20)?
+            eager_slots: env_number("ONECOPY_EAGER_SLOTS", 4, 1, 1024)?,
+            eager_slot_bytes: env_number("ONECOPY_EAGER_SLOT_BYTES", 64 << 10, 4096, 16 << 20)?
                 .next_multiple_of(CELL),
         })
     }
