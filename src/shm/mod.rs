@@ -328,3 +328,38 @@ pub unsafe fn copy_out_streaming(segment: &Segment, offset: usize, dst: &mut [u8
         copy_out(segment, offset, dst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_copy_matches_plain_copy_at_every_alignment() {
+        let seg = Segment::create("onecopy-test", 1 << 16).expect("segment");
+        let pattern: Vec<u8> = (0..(1 << 16)).map(|i| (i * 7 % 251) as u8).collect();
+        // SAFETY: nobody else uses this private segment.
+        unsafe { copy_in(&seg, 0, &pattern) };
+        let mut dst = vec![0u8; 5000];
+        for (src_off, dst_off, len) in [
+            (0, 0, 4096),
+            (3, 1, 4000),
+            (17, 15, 33),
+            (1, 0, 0),
+            (64, 7, 15),
+        ] {
+            dst.fill(0xEE);
+            // SAFETY: as above.
+            unsafe { copy_out_streaming(&seg, src_off, &mut dst[dst_off..dst_off + len]) };
+            assert_eq!(
+                &dst[dst_off..dst_off + len],
+                &pattern[src_off..src_off + len]
+            );
+            assert!(
+                dst[..dst_off]
+                    .iter()
+                    .chain(&dst[dst_off + len..])
+                    .all(|&b| b == 0xEE)
+            );
+        }
+    }
+}
