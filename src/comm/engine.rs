@@ -266,6 +266,15 @@ impl Engine {
         }
     }
 
+    /// A failed transfer with `rank`: [`CommError::PeerGone`] if it died (the usual cause, and
+    /// the one the caller can act on), the `vm` error otherwise.
+    fn vm_failure(&self, rank: usize, e: crate::vm::VmError) -> CommError {
+        match self.check_peers(Watch::Rank(rank)) {
+            Err(gone) => gone,
+            Ok(()) => e.into(),
+        }
+    }
+
     fn peer(&self, rank: usize) -> Result<&Process, CommError> {
         self.peers
             .get(rank)
@@ -704,7 +713,8 @@ impl Engine {
         let r = RemoteRange::new(remote.addr + from, to - from);
         let n = self
             .peer(source)?
-            .read_vectored(&mut [IoSliceMut::new(dst)], &[r])?;
+            .read_vectored(&mut [IoSliceMut::new(dst)], &[r])
+            .map_err(|e| self.vm_failure(source, e))?;
         if n != to - from {
             return Err(self.protocol(source, format!("pulled {n} of {} bytes", to - from)));
         }
