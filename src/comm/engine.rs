@@ -267,11 +267,16 @@ impl Engine {
     }
 
     /// A failed transfer with `rank`: [`CommError::PeerGone`] if it died (the usual cause, and
-    /// the one the caller can act on), the `vm` error otherwise.
+    /// the one the caller can act on), a protocol error naming it if it named memory it does not
+    /// have, the `vm` error otherwise.
     fn vm_failure(&self, rank: usize, e: crate::vm::VmError) -> CommError {
-        match self.check_peers(Watch::Rank(rank)) {
-            Err(gone) => gone,
-            Ok(()) => e.into(),
+        match (self.check_peers(Watch::Rank(rank)), e) {
+            (Err(gone), _) => gone,
+            // A live peer named memory it does not have (or freed it before the pull): its fault.
+            (Ok(()), e @ crate::vm::VmError::BadAddress { .. }) => {
+                self.protocol(rank, format!("its buffer cannot be read: {e}"))
+            }
+            (Ok(()), e) => e.into(),
         }
     }
 
@@ -1160,3 +1165,6 @@ fn claim(
     let from = index.checked_mul(chunk).filter(|&f| f < len)?;
     Some((from, (from + chunk).min(len)))
 }
+
+#[cfg(test)]
+mod hostile_tests;
