@@ -25,6 +25,16 @@ pub enum ShmError {
         #[source]
         source: std::io::Error,
     },
+    /// The segment is larger than RLIMIT_FSIZE allows a file to grow.
+    #[error(
+        "shared memory segment of {bytes} bytes is larger than RLIMIT_FSIZE allows ({limit} bytes); raise it (ulimit -f) or use fewer ranks"
+    )]
+    FileSizeLimit {
+        /// Requested size.
+        bytes: usize,
+        /// The soft limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// A shared memory segment: a memfd mapped read-write and shared.
@@ -48,6 +58,13 @@ impl Segment {
         };
         let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
             .map_err(|e| err("memfd_create")(e.into()))?;
+        // A memfd counts as a file: growing it past RLIMIT_FSIZE would not fail but kill this
+        // process with SIGXFSZ, so check first.
+        if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Fsize).current
+            && bytes as u64 > limit
+        {
+            return Err(ShmError::FileSizeLimit { bytes, limit });
+        }
         rustix::fs::ftruncate(&fd, bytes as u64).map_err(|e| err("ftruncate")(e.into()))?;
         let file = std::fs::File::from(fd.try_clone().map_err(err("dup"))?);
         let map = memmap2::MmapOptions::new()
