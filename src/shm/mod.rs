@@ -48,7 +48,15 @@ impl Segment {
     /// Creates a zero-filled segment of `bytes` bytes (rounded up to a page).
     pub fn create(name: &str, bytes: usize) -> Result<Segment, ShmError> {
         let page = rustix::param::page_size();
-        let bytes = bytes.max(1).div_ceil(page) * page;
+        // A size within a page of usize::MAX cannot be rounded up: refuse it like any size too
+        // large to map.
+        let Some(bytes) = bytes.max(1).div_ceil(page).checked_mul(page) else {
+            return Err(ShmError::Create {
+                bytes,
+                op: "round up to a page",
+                source: std::io::Error::from(std::io::ErrorKind::OutOfMemory),
+            });
+        };
         let err = |op| {
             move |e: std::io::Error| ShmError::Create {
                 bytes,
