@@ -452,3 +452,106 @@ fn soak_jobs_with_a_rank_killed_at_random() {
     );
     assert_eq!(counts.get("wrong"), None, "{counts:?}");
 }
+
+/// `onecopy bench p2p` runs its second rank as a forked child: kill either while a test runs.
+/// Returns the time from the kill to the end of both processes.
+fn kill_during_bench_p2p(kill_child: bool, delay: Duration) -> Duration {
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_onecopy"))
+        .args(["bench", "p2p", "--sizes", "4M", "--tests", "bw,bibw"])
+        .args(["--budget-ms", "5000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bench p2p");
+    let start = Instant::now();
+    let mut child = Vec::new();
+    while child.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        child = ranks_of(bench.id());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(delay);
+    let victim = if kill_child {
+        child[0]
+    } else {
+        bench.id() as i32
+    };
+    // SAFETY: kill with a pid we started or read from our child's children list.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let killed = Instant::now();
+    while killed.elapsed() < Duration::from_secs(10) {
+        if bench.try_wait().expect("wait").is_some() && !child.iter().any(|&p| alive(p)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = killed.elapsed();
+    let _ = bench.kill();
+    let out = bench.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!child.iter().any(|&p| alive(p)), "bench rank left behind");
+    if kill_child {
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("rank 1 (pid {}) has exited", child[0])),
+            "{stderr}"
+        );
+    }
+    took
+}
+
+#[test]
+fn a_rank_killed_during_bench_p2p_ends_it_in_time() {
+    let _dog = common::watchdog("a_rank_killed_during_bench_p2p_ends_it_in_time", 120);
+    for (kill_child, ms) in [(true, 200), (false, 200), (true, 700), (false, 50)] {
+        let took = kill_during_bench_p2p(kill_child, Duration::from_millis(ms));
+        let who = if kill_child {
+            "the second rank"
+        } else {
+            "the bench"
+        };
+        eprintln!("bench p2p, {who} killed after {ms} ms: all gone {took:?} later");
+        assert!(took < Duration::from_secs(2), "{who}: {took:?}");
+    }
+}
+
+/// Rank 1 leaves at once; rank 0 has a window of 64 large sends to it in flight.
+fn window_to_a_dead_rank(world: &World) -> Result<(), String> {
+    if world.rank() == 1 {
+        return Ok(());
+    }
+    let peer = world.process_at_rank(1);
+    let data = vec![1u8; 1 << 20];
+    // Let rank 1 exit first.
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    let failed = onecopy::request::scope(|scope| {
+        let mut sends = Vec::new();
+        for _ in 0..64 {
+            match peer.immediate_send(scope, &data) {
+                Ok(s) => sends.push(s),
+                Err(_) => return 64 - sends.len(),
+            }
+        }
+        sends
+            .into_iter()
+            .map(|s| s.wait())
+            .filter(Result::is_err)
+            .count()
+    });
+    let took = start.elapsed();
+    if failed != 64 || took > Duration::from_millis(500) {
+        return Err(format!("{failed} failed sends took {took:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_window_of_sends_to_a_dead_rank_fails_at_once() {
+    let _dog = common::watchdog("a_window_of_sends_to_a_dead_rank_fails_at_once", 60);
+    for transport in ["cma-read", "shm-copy"] {
+        let outcomes = job_with_kill(2, transport, window_to_a_dead_rank, None);
+        for (rank, o) in outcomes.iter().enumerate() {
+            assert!(matches!(o, Outcome::Ok), "{transport}: rank {rank}: {o:?}");
+        }
+    }
+}
