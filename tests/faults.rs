@@ -274,6 +274,14 @@ fn ranks_of(launcher: u32) -> Vec<i32> {
     pids
 }
 
+/// The rank a process of a job has, from its environment.
+fn rank_of(pid: i32) -> Option<usize> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(b"ONECOPY_RANK="))
+        .and_then(|r| std::str::from_utf8(r).ok()?.parse().ok())
+}
+
 /// One job's result in a kill run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum JobEnd {
@@ -299,12 +307,12 @@ pub fn kill_one_rank(ranks: usize, victim: usize, delay: Duration) -> (JobEnd, D
         .stderr(Stdio::piped())
         .spawn()
         .expect("start onecopy run");
-    // Wait for every rank to be started.
+    // Wait for every rank to be started (exec'd, so that its environment names its rank).
     let start = Instant::now();
     let mut pids = Vec::new();
     while start.elapsed() < Duration::from_secs(10) {
         pids = ranks_of(launcher.id());
-        if pids.len() == ranks {
+        if pids.len() == ranks && pids.iter().all(|&p| rank_of(p).is_some()) {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -314,9 +322,18 @@ pub fn kill_one_rank(ranks: usize, victim: usize, delay: Duration) -> (JobEnd, D
     if pids_now.len() == ranks {
         pids = pids_now;
     }
-    // Rank order is spawn order, which /proc lists by pid here.
-    pids.sort_unstable();
-    let Some(&target) = pids.get(victim) else {
+    // Nothing of the job lives under /dev/shm: no rank maps anything from there. (Checked in the
+    // ranks themselves: other programs on the machine may use /dev/shm meanwhile.)
+    let from_dev_shm: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/maps"))
+                .is_ok_and(|m| m.contains("/dev/shm/"))
+        })
+        .collect();
+    let target = pids.iter().copied().find(|&p| rank_of(p) == Some(victim));
+    let Some(target) = target else {
         let _ = launcher.kill();
         let out = launcher.wait_with_output().expect("wait");
         return if out.status.success() {
@@ -348,7 +365,7 @@ pub fn kill_one_rank(ranks: usize, victim: usize, delay: Duration) -> (JobEnd, D
     let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
     let new_shm: Vec<String> = dev_shm()
         .into_iter()
-        .filter(|e| !shm_before.contains(e))
+        .filter(|e| !shm_before.contains(e) && e.contains("onecopy"))
         .collect();
     let end = if code.is_none() {
         JobEnd::Wrong(format!(
@@ -356,6 +373,8 @@ pub fn kill_one_rank(ranks: usize, victim: usize, delay: Duration) -> (JobEnd, D
         ))
     } else if !left.is_empty() {
         JobEnd::Wrong(format!("processes left: {left:?}"))
+    } else if !from_dev_shm.is_empty() {
+        JobEnd::Wrong(format!("ranks mapping /dev/shm: {from_dev_shm:?}"))
     } else if !new_shm.is_empty() {
         JobEnd::Wrong(format!("new /dev/shm entries: {new_shm:?}"))
     } else if out.status.success() {

@@ -1,15 +1,18 @@
-//! A hostile peer: rank 0 of a forked two-rank job writes well-framed records with garbage payloads
-//! (lengths, ids, slot indices, offsets, sender ranges outside its memory) into its ring towards
-//! rank 1, which receives into windows fenced by guard bytes. Rank 1 must report an error naming
+//! A hostile peer: rank 0 of a forked two-rank job either writes well-framed records with garbage
+//! payloads (lengths, ids, slot indices, offsets, sender ranges outside its memory) into its ring
+//! towards rank 1, or scribbles raw bytes over that ring (header words, sequence numbers, cell
+//! counts) and its eager slots; rank 1 receives into windows fenced by guard bytes. Rank 1 must report an error naming
 //! rank 0, deliver at most what fits, or keep waiting; it must never panic or touch a guard byte.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::super::{CommError, JobSpec, Universe, init_segment, join, segment_bytes};
-use super::{ANY, kind, wire};
+use super::{ANY, Engine, kind, ring_of, wire};
 use crate::child::{Child, Exit};
+use crate::comm::ring::{CELL, Cells};
 use crate::shm::Segment;
+use std::sync::atomic::Ordering;
 
 const WINDOWS: usize = 4;
 const CAP: usize = 64 << 10;
@@ -119,13 +122,69 @@ fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (u8, i32, u32,
     (k, tag, len, payload)
 }
 
-/// Rank 0: sends `records` garbage records, then stays alive until killed.
+/// Raw garbage over the ring towards rank 1 and over the eager slots: sometimes a header the
+/// reader will take as published (sequence number 1 in cell 0), with any kind, cell count, tag and
+/// length, followed by random bytes over the next cells (whose first words a reader may take for
+/// the next records' headers).
+fn scribble(engine: &Engine, g: &mut Garbage) {
+    let ring = ring_of(&engine.world, 0, 1);
+    let cap = ring.capacity();
+    let cells = (g.next() % 8) as usize + 1;
+    let bytes: Vec<u8> = (0..cells * CELL - 16).map(|_| g.next() as u8).collect();
+    // Payload bytes first: they run over the following cells' header words, as real ones do.
+    // SAFETY: the bytes lie inside the ring (at most 8 cells of at least 64); the reader takes
+    // nothing from cell 0 before its sequence word, stored last, says so.
+    unsafe { ring.write(0, 0, &bytes) };
+    for _ in 0..g.next() % 4 {
+        let cell = (g.next() % cap as u64) as usize;
+        ring.store(
+            cell,
+            (g.next() % 4) as usize,
+            g.next() as u32,
+            Ordering::Relaxed,
+        );
+    }
+    let slots = engine.world.layout.eager_slots;
+    for _ in 0..g.next() % 3 {
+        let slot = (g.next() % slots as u64) as usize;
+        let (state, offset) = engine.world.eager_slot(0, 1, slot);
+        state.store(g.next() as u32 % 3, Ordering::Relaxed);
+        let junk: Vec<u8> = (0..64).map(|_| g.next() as u8).collect();
+        // SAFETY: the slot belongs to the pair 0 → 1, whose sender this process is.
+        unsafe { crate::shm::copy_in(&engine.world.segment, offset, &junk) };
+    }
+    let any = g.next() as u32;
+    let meta = g.pick(&[
+        kind::INLINE as u32 | 1 << 8,
+        kind::RTS as u32 | 1 << 8,
+        kind::EAGER as u32 | 1 << 8,
+        kind::CHUNK as u32 | 1 << 8,
+        kind::INLINE as u32 | (cells as u32) << 8,
+        0xFF | (cap as u32) << 8,
+        0xFF | 3 << 8,
+        any,
+    ]);
+    ring.store(0, 1, meta, Ordering::Relaxed);
+    ring.store(0, 2, g.next() as u32, Ordering::Relaxed);
+    let len = g.pick(&[0, 1, 48, 4096, u32::MAX, any]);
+    ring.store(0, 3, len, Ordering::Relaxed);
+    let seq = g.pick(&[1u32, 1, 1, 0, 2, any]);
+    // Release: the scribbles above are what a reader that sees `seq` reads.
+    ring.store(0, 0, seq, Ordering::Release);
+    engine.world.rank(1).bell.notify();
+}
+
+/// Rank 0: sends `records` garbage records (or scribbles over the ring if `records` is 0), then
+/// stays alive until killed.
 fn hostile(u: &Universe, seed: u64, records: usize) -> i32 {
     let own = vec![0x3Cu8; CAP];
     let mut g = Garbage(seed);
     {
         let mut engine = u.world.shared.engine.borrow_mut();
         let slots = engine.world.layout.eager_slots as u64;
+        if records == 0 {
+            scribble(&engine, &mut g);
+        }
         for _ in 0..records {
             let (k, tag, len, payload) = garbage_record(&mut g, own.as_ptr() as u64, slots);
             while !engine.try_record(1, k, tag, len, &[&payload]) {
@@ -216,7 +275,9 @@ fn classify_progress_error(e: &CommError) -> String {
 /// Runs `jobs` two-rank jobs, each with its own garbage; returns outcome counts.
 fn run_hostile_jobs(jobs: u64, records: usize) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    let dir = std::env::temp_dir().join(format!("onecopy-hostile-{}", std::process::id()));
+    // One folder per call: the tests calling this run in parallel threads.
+    let dir =
+        std::env::temp_dir().join(format!("onecopy-hostile-{}-{records}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     for job in 0..jobs {
         let seed = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(job + 1) | 1;
@@ -311,8 +372,19 @@ fn garbage_from_a_peer_is_reported_never_written_outside_the_buffers() {
     assert_no_bad(&counts);
 }
 
+#[test]
+fn scribbles_over_the_ring_and_slots_are_reported_never_written_outside_the_buffers() {
+    let started = Instant::now();
+    let counts = run_hostile_jobs(60, 0);
+    eprintln!(
+        "scribbling peer, 60 jobs: {counts:?} in {:?}",
+        started.elapsed()
+    );
+    assert_no_bad(&counts);
+}
+
 /// The long run recorded in BENCHMARKS.md:
-/// `ONECOPY_HOSTILE_JOBS=1000 cargo test --lib hostile -- --ignored --nocapture`.
+/// `ONECOPY_HOSTILE_JOBS=1000 cargo test --lib many_hostile -- --ignored --nocapture`.
 #[test]
 #[ignore = "takes a minute or more; run by hand"]
 fn many_hostile_jobs() {
@@ -320,11 +392,13 @@ fn many_hostile_jobs() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let started = Instant::now();
-    let counts = run_hostile_jobs(jobs, 3);
-    eprintln!(
-        "hostile peer, {jobs} jobs: {counts:?} in {:?}",
-        started.elapsed()
-    );
-    assert_no_bad(&counts);
+    for (what, records) in [("garbage records", 3), ("scribbles", 0)] {
+        let started = Instant::now();
+        let counts = run_hostile_jobs(jobs, records);
+        eprintln!(
+            "hostile peer, {what}, {jobs} jobs: {counts:?} in {:?}",
+            started.elapsed()
+        );
+        assert_no_bad(&counts);
+    }
 }
