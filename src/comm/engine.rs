@@ -186,6 +186,9 @@ pub(crate) struct Engine {
     sends: HashMap<(usize, u32), u64>,
     /// (source, send_id) → request, for receives waiting on PUSHED or CHUNKs.
     streams: HashMap<(usize, u32), u64>,
+    /// (source, send_id) of split receives that failed after their CTS: the sender may still
+    /// report its pushes, and that late PUSHED is not a protocol error.
+    failed_splits: std::collections::HashSet<(usize, u32)>,
     /// Streaming sends with bytes left, in order.
     outgoing: VecDeque<u64>,
 }
@@ -239,6 +242,7 @@ impl Engine {
             unexpected: VecDeque::new(),
             sends: HashMap::new(),
             streams: HashMap::new(),
+            failed_splits: Default::default(),
             outgoing: VecDeque::new(),
         }
     }
@@ -666,6 +670,9 @@ impl Engine {
             mine += to - from;
         }
         if let Some(e) = failure {
+            if split {
+                self.failed_splits.insert((source, rts.send_id));
+            }
             self.control(
                 source,
                 kind::FIN,
@@ -981,6 +988,10 @@ impl Engine {
 
     fn on_pushed(&mut self, source: usize, p: wire::Pushed) -> Result<(), CommError> {
         let Some(id) = self.streams.remove(&(source, p.send_id)) else {
+            if self.failed_splits.remove(&(source, p.send_id)) {
+                // The receive already failed and told the sender so (FIN); nothing to do.
+                return Ok(());
+            }
             return Err(self.protocol(source, format!("PUSHED for unknown transfer {}", p.send_id)));
         };
         let Some(Req::AwaitPushed { tag, len, .. }) = self.requests.get(&id) else {
