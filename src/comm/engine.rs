@@ -276,6 +276,12 @@ impl Engine {
     fn vm_failure(&self, rank: usize, e: crate::vm::VmError) -> CommError {
         match (self.check_peers(Watch::Rank(rank)), e) {
             (Err(gone), _) => gone,
+            // A dying process loses its memory before its pidfd reports the exit: CMA can say
+            // "no such process" while the pidfd still says alive.
+            (Ok(()), crate::vm::VmError::NoSuchProcess { pid, .. }) => CommError::PeerGone {
+                rank: rank as i32,
+                pid,
+            },
             // A live peer named memory it does not have (or freed it before the pull): its fault.
             (Ok(()), e @ crate::vm::VmError::BadAddress { .. }) => {
                 self.protocol(rank, format!("its buffer cannot be read: {e}"))
