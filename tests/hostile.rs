@@ -40,7 +40,19 @@ fn under_seccomp(args: &[&str]) -> Output {
             }
         })
     };
-    cmd.output().expect("start onecopy")
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot start onecopy under a seccomp filter: {e}"))
+}
+
+/// Whether this process may install a seccomp filter (tried in a throwaway child).
+fn seccomp_available() -> bool {
+    // SAFETY: the child makes two prctl calls and exits.
+    let child =
+        unsafe { onecopy::child::Child::fork(|| i32::from(!common::block_cma_with_seccomp())) };
+    child
+        .ok()
+        .and_then(|mut c| c.wait_timeout(Duration::from_secs(10)).ok().flatten())
+        == Some(onecopy::child::Exit::Code(0))
 }
 
 /// The `onecopy:` lines of stderr.
@@ -58,6 +70,10 @@ fn seccomp_on_the_launcher_check_says_so_and_everything_falls_back() {
         "seccomp_on_the_launcher_check_says_so_and_everything_falls_back",
         120,
     );
+    if !seccomp_available() {
+        common::skip("this process may not install a seccomp filter");
+        return;
+    }
     let check = under_seccomp(&["check"]);
     assert!(
         text(&check.stdout).contains("blocked by a seccomp filter"),
@@ -372,7 +388,8 @@ fn a_small_file_size_limit_is_a_clear_error_not_sigxfsz() {
         cmd.pre_exec(|| {
             let limit = rustix::process::Rlimit {
                 current: Some(64 << 10),
-                maximum: None,
+                // Keep the hard limit: raising it needs privilege.
+                maximum: rustix::process::getrlimit(rustix::process::Resource::Fsize).maximum,
             };
             rustix::process::setrlimit(rustix::process::Resource::Fsize, limit)
                 .map_err(std::io::Error::from)
@@ -414,4 +431,33 @@ fn eight_communicating_ranks_on_two_cores() {
         start.elapsed(),
         text(&out.stdout).lines().count()
     );
+}
+
+#[test]
+fn a_segment_too_large_to_map_is_a_clear_error() {
+    let _dog = common::watchdog("a_segment_too_large_to_map_is_a_clear_error", 60);
+    // 4096 ranks need a segment of several TiB; with 2 GiB of address space it cannot be mapped.
+    let mut cmd = onecopy();
+    cmd.args(["run", "-n", "4096", "--", "true"]);
+    // SAFETY: one setrlimit system call in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = rustix::process::Rlimit {
+                current: Some(2 << 30),
+                // Keep the hard limit: raising it needs privilege.
+                maximum: rustix::process::getrlimit(rustix::process::Resource::As).maximum,
+            };
+            rustix::process::setrlimit(rustix::process::Resource::As, limit)
+                .map_err(std::io::Error::from)
+        })
+    };
+    let out = cmd.output().expect("run");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?} {stderr}", out.status);
+    assert!(
+        stderr.starts_with("onecopy: shared memory segment of ")
+            && (stderr.contains("mmap failed") || stderr.contains("RLIMIT_FSIZE")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
