@@ -191,6 +191,9 @@ pub(crate) struct Engine {
     sends: HashMap<(usize, u32), u64>,
     /// (source, send_id) → request, for receives waiting on PUSHED or CHUNKs.
     streams: HashMap<(usize, u32), u64>,
+    /// (source, send_id) of split receives that failed after their CTS: the sender may still
+    /// report its pushes, and that late PUSHED is not a protocol error.
+    failed_splits: std::collections::HashSet<(usize, u32)>,
     /// Streaming sends with bytes left, in order.
     outgoing: VecDeque<u64>,
 }
@@ -244,6 +247,7 @@ impl Engine {
             unexpected: VecDeque::new(),
             sends: HashMap::new(),
             streams: HashMap::new(),
+            failed_splits: Default::default(),
             outgoing: VecDeque::new(),
         }
     }
@@ -268,6 +272,26 @@ impl Engine {
         CommError::Protocol {
             rank: rank as i32,
             what: what.into(),
+        }
+    }
+
+    /// A failed transfer with `rank`: [`CommError::PeerGone`] if it died (the usual cause, and
+    /// the one the caller can act on), a protocol error naming it if it named memory it does not
+    /// have, the `vm` error otherwise.
+    fn vm_failure(&self, rank: usize, e: crate::vm::VmError) -> CommError {
+        match (self.check_peers(Watch::Rank(rank)), e) {
+            (Err(gone), _) => gone,
+            // A dying process loses its memory before its pidfd reports the exit: CMA can say
+            // "no such process" while the pidfd still says alive.
+            (Ok(()), crate::vm::VmError::NoSuchProcess { pid, .. }) => CommError::PeerGone {
+                rank: rank as i32,
+                pid,
+            },
+            // A live peer named memory it does not have (or freed it before the pull): its fault.
+            (Ok(()), e @ crate::vm::VmError::BadAddress { .. }) => {
+                self.protocol(rank, format!("its buffer cannot be read: {e}"))
+            }
+            (Ok(()), e) => e.into(),
         }
     }
 
@@ -657,6 +681,9 @@ impl Engine {
             mine += to - from;
         }
         if let Some(e) = failure {
+            if split {
+                self.failed_splits.insert((source, rts.send_id));
+            }
             self.control(
                 source,
                 kind::FIN,
@@ -709,7 +736,8 @@ impl Engine {
         let r = RemoteRange::new(remote.addr + from, to - from);
         let n = self
             .peer(source)?
-            .read_vectored(&mut [IoSliceMut::new(dst)], &[r])?;
+            .read_vectored(&mut [IoSliceMut::new(dst)], &[r])
+            .map_err(|e| self.vm_failure(source, e))?;
         if n != to - from {
             return Err(self.protocol(source, format!("pulled {n} of {} bytes", to - from)));
         }
@@ -971,6 +999,10 @@ impl Engine {
 
     fn on_pushed(&mut self, source: usize, p: wire::Pushed) -> Result<(), CommError> {
         let Some(id) = self.streams.remove(&(source, p.send_id)) else {
+            if self.failed_splits.remove(&(source, p.send_id)) {
+                // The receive already failed and told the sender so (FIN); nothing to do.
+                return Ok(());
+            }
             return Err(self.protocol(source, format!("PUSHED for unknown transfer {}", p.send_id)));
         };
         let Some(Req::AwaitPushed { tag, len, .. }) = self.requests.get(&id) else {
@@ -1161,3 +1193,6 @@ fn claim(
     let from = index.checked_mul(chunk).filter(|&f| f < len)?;
     Some((from, (from + chunk).min(len)))
 }
+
+#[cfg(test)]
+mod hostile_tests;

@@ -194,7 +194,11 @@ impl Idle {
         }
         let seen = engine.world.rank(engine.me).bell.announce_sleep();
         let again = engine.progress();
-        if let Ok(false) = again {
+        // A peer that is already gone will never ring: sleeping on it would cost every pending
+        // request one interval (a window of 64 sends to a dead rank took over a second).
+        if let Ok(false) = again
+            && engine.check_peers(self.watch).is_ok()
+        {
             engine
                 .world
                 .rank(engine.me)

@@ -10,6 +10,12 @@
 //!
 //! The memory is the peer's input: the reader checks every record's cell count against the ring
 //! before using it, and reports a corrupt record instead of reading outside the ring.
+//!
+//! A payload runs across the header words of the cells after its first, so when the ring comes
+//! round again such a cell's `seq` word holds whatever payload bytes were there. The reader clears
+//! the `seq` word of every cell but the first of each record it consumes, and sequence numbers skip
+//! 0: a cell not yet written this lap can then only hold 0 or an older record's number, never the
+//! one the reader waits for.
 
 use std::sync::atomic::Ordering;
 
@@ -101,13 +107,21 @@ impl Writer {
     }
 
     fn publish<C: Cells>(&mut self, c: &C, pos: usize, kind: u8, cells: usize, tag: i32, len: u32) {
-        self.seq = self.seq.wrapping_add(1);
+        self.seq = next_seq(self.seq);
         c.store(pos, 1, kind as u32 | (cells as u32) << 8, Ordering::Relaxed);
         c.store(pos, 2, tag as u32, Ordering::Relaxed);
         c.store(pos, 3, len, Ordering::Relaxed);
         // Release: the payload and the words above are visible to a reader that sees `seq`
         // (its Acquire load in `Reader::peek`).
         c.store(pos, 0, self.seq, Ordering::Release);
+    }
+}
+
+/// The sequence number after `seq`; 0 is skipped because it marks a cleared cell.
+fn next_seq(seq: u32) -> u32 {
+    match seq.wrapping_add(1) {
+        0 => 1,
+        n => n,
     }
 }
 
@@ -147,7 +161,7 @@ impl Reader {
         let cap = c.capacity();
         loop {
             let pos = (self.head % cap as u64) as usize;
-            let expected = self.seq.wrapping_add(1);
+            let expected = next_seq(self.seq);
             // Acquire: pairs with the writer's Release store of `seq` in `publish`.
             if c.load(pos, 0, Ordering::Acquire) != expected {
                 return Ok(None);
@@ -205,8 +219,14 @@ impl Reader {
 
     /// Releases `record`'s cells to the writer.
     pub fn consume<C: Cells>(&mut self, c: &C, record: &Record) {
+        // The cells after the first held payload (or nothing, for padding) in their `seq` words;
+        // clear them so that none looks published when it becomes a head cell on a later lap.
+        // Relaxed: ordered before the writer's reuse by the Release store of `head` below.
+        for cell in record.pos + 1..record.pos + record.cells {
+            c.store(cell, 0, 0, Ordering::Relaxed);
+        }
         self.head += record.cells as u64;
-        self.seq = self.seq.wrapping_add(1);
+        self.seq = next_seq(self.seq);
         // Release: our reads of the cells happen before the writer may reuse them.
         c.store_head(self.head, Ordering::Release);
     }
@@ -360,6 +380,151 @@ mod tests {
         // Padding that does not reach the end of the ring.
         m.store(0, 1, PAD as u32 | 3 << 8, Ordering::Relaxed);
         assert!(r.peek(&m).is_err());
+    }
+
+    /// A ring laid out as in the segment, where payload bytes run over the next cells' header
+    /// words.
+    fn flat_ring<'a>(
+        control: &'a super::super::layout::RingControl,
+        cells: &'a mut [u64],
+    ) -> ShmRing<'a> {
+        ShmRing {
+            control,
+            capacity: cells.len() * 8 / CELL,
+            cells: cells.as_mut_ptr().cast(),
+        }
+    }
+
+    #[test]
+    fn stale_payload_in_a_cell_is_not_taken_for_a_record() {
+        let control = super::super::layout::RingControl::default();
+        let mut backing = vec![0u64; 8 * CELL / 8];
+        let ring = flat_ring(&control, &mut backing);
+        let (mut w, mut r) = (Writer::default(), Reader::default());
+        let consume_next = |r: &mut Reader| {
+            let rec = r.peek(&ring).unwrap().expect("published");
+            r.consume(&ring, &rec);
+        };
+        // Lap 1: a two-cell record whose payload bytes 48..52 land on cell 1's `seq` word and
+        // hold 9, the number the reader will wait for when cell 1 is its head on lap 2.
+        let mut payload = [0u8; 60];
+        payload[48..52].copy_from_slice(&9u32.to_le_bytes());
+        assert!(w.try_push(&ring, 1, 0, 60, &[&payload]));
+        consume_next(&mut r);
+        for _ in 2..8 {
+            assert!(w.try_push(&ring, 1, 0, 0, &[]));
+            consume_next(&mut r);
+        }
+        // Lap 2: record 8 in cell 0; cell 1 is the head and nothing is published there yet.
+        assert!(w.try_push(&ring, 1, 0, 0, &[]));
+        consume_next(&mut r);
+        assert_eq!(
+            r.peek(&ring).unwrap(),
+            None,
+            "stale payload read as record 9"
+        );
+        assert!(w.try_push(&ring, 2, 7, 0, &[]));
+        let rec = r.peek(&ring).unwrap().expect("record 9");
+        assert_eq!((rec.kind, rec.tag, rec.pos), (2, 7, 1));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_past_zero() {
+        let m = Mem::new(4);
+        let mut w = Writer {
+            seq: u32::MAX - 2,
+            ..Writer::default()
+        };
+        let mut r = Reader {
+            seq: u32::MAX - 2,
+            ..Reader::default()
+        };
+        for i in 0..10 {
+            assert!(w.try_push(&m, 1, i, 0, &[]));
+            let rec = r.peek(&m).unwrap().expect("published");
+            assert_eq!(rec.tag, i);
+            r.consume(&m, &rec);
+            assert_eq!(r.peek(&m).unwrap(), None);
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// Checks that a record handed out by `peek` lies inside the ring and that reads stay in it.
+    fn drain_checked(m: &Mem, r: &mut Reader, steps: usize) -> Result<usize, TestCaseError> {
+        let cap = m.capacity();
+        let mut seen = 0;
+        for _ in 0..steps {
+            match r.peek(m) {
+                Ok(Some(rec)) => {
+                    prop_assert!(rec.pos + rec.cells <= cap && rec.cells >= 1);
+                    prop_assert!(rec.kind != PAD);
+                    // A read of the claimed length either fits the record or is refused.
+                    let mut dst = vec![0u8; (rec.len as usize).min(4 * cap * CELL)];
+                    let fits = dst.len() <= rec.room();
+                    prop_assert_eq!(r.read(m, &rec, 0, &mut dst).is_ok(), fits);
+                    prop_assert!(r.read(m, &rec, usize::MAX, &mut [0]).is_err());
+                    r.consume(m, &rec);
+                    seen += 1;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(seen)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary header words anywhere in the ring: the reader reports corruption or hands
+        /// out records inside the ring, and never reads outside it (`Mem` would panic).
+        #[test]
+        fn garbage_headers_never_escape_the_ring(
+            cap in 2usize..32,
+            words in proptest::collection::vec((0usize..32, 0usize..4, any::<u32>()), 0..64),
+            small_seqs in proptest::collection::vec((0usize..32, 1u32..6, 0u32..40, 0u8..9), 0..16),
+        ) {
+            let m = Mem::new(cap);
+            for (cell, w, v) in words {
+                m.store(cell % cap, w, v, Ordering::Relaxed);
+            }
+            // Plausible-looking headers too, with small sequence numbers the reader expects.
+            for (cell, seq, cells, kind) in small_seqs {
+                let kind = if kind == 8 { PAD } else { kind };
+                m.store(cell % cap, 1, kind as u32 | cells << 8, Ordering::Relaxed);
+                m.store(cell % cap, 0, seq, Ordering::Relaxed);
+            }
+            let mut r = Reader::default();
+            drain_checked(&m, &mut r, 4 * cap)?;
+        }
+
+        /// Valid traffic with one header word overwritten between records: everything before
+        /// the damage arrives intact, and the damage is either reported or stays in bounds.
+        #[test]
+        fn corruption_mid_stream_is_contained(
+            sizes in proptest::collection::vec(0usize..200, 1..40),
+            hit in 0usize..40,
+            cell in 0usize..16,
+            word in 0usize..4,
+            value in any::<u32>(),
+        ) {
+            let m = Mem::new(16);
+            let (mut w, mut r) = (Writer::default(), Reader::default());
+            for (i, &n) in sizes.iter().enumerate() {
+                let payload: Vec<u8> = (0..n).map(|b| (b ^ i) as u8).collect();
+                prop_assert!(w.try_push(&m, 1, i as i32, n as u32, &[&payload]));
+                if i == hit {
+                    m.store(cell, word, value, Ordering::Relaxed);
+                    drain_checked(&m, &mut r, 4)?;
+                    return Ok(());
+                }
+                let rec = r.peek(&m).unwrap().expect("published");
+                let mut got = vec![0u8; n];
+                r.read(&m, &rec, 0, &mut got).unwrap();
+                prop_assert_eq!(got, payload);
+                r.consume(&m, &rec);
+            }
+        }
     }
 }
 

@@ -25,6 +25,16 @@ pub enum ShmError {
         #[source]
         source: std::io::Error,
     },
+    /// The segment is larger than RLIMIT_FSIZE allows a file to grow.
+    #[error(
+        "shared memory segment of {bytes} bytes is larger than RLIMIT_FSIZE allows ({limit} bytes); raise it (ulimit -f) or use fewer ranks"
+    )]
+    FileSizeLimit {
+        /// Requested size.
+        bytes: usize,
+        /// The soft limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// A shared memory segment: a memfd mapped read-write and shared.
@@ -38,7 +48,15 @@ impl Segment {
     /// Creates a zero-filled segment of `bytes` bytes (rounded up to a page).
     pub fn create(name: &str, bytes: usize) -> Result<Segment, ShmError> {
         let page = rustix::param::page_size();
-        let bytes = bytes.max(1).div_ceil(page) * page;
+        // A size within a page of usize::MAX cannot be rounded up: refuse it like any size too
+        // large to map.
+        let Some(bytes) = bytes.max(1).div_ceil(page).checked_mul(page) else {
+            return Err(ShmError::Create {
+                bytes,
+                op: "round up to a page",
+                source: std::io::Error::from(std::io::ErrorKind::OutOfMemory),
+            });
+        };
         let err = |op| {
             move |e: std::io::Error| ShmError::Create {
                 bytes,
@@ -48,6 +66,13 @@ impl Segment {
         };
         let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
             .map_err(|e| err("memfd_create")(e.into()))?;
+        // A memfd counts as a file: growing it past RLIMIT_FSIZE would not fail but kill this
+        // process with SIGXFSZ, so check first.
+        if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Fsize).current
+            && bytes as u64 > limit
+        {
+            return Err(ShmError::FileSizeLimit { bytes, limit });
+        }
         rustix::fs::ftruncate(&fd, bytes as u64).map_err(|e| err("ftruncate")(e.into()))?;
         let file = std::fs::File::from(fd.try_clone().map_err(err("dup"))?);
         let map = memmap2::MmapOptions::new()

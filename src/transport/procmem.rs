@@ -73,21 +73,35 @@ fn read_at(
     Ok(())
 }
 
+/// Reads one byte of a forked child's memory through its `/proc/PID/mem`.
+fn probe_child_mem() -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    static PROBE: u8 = 0x5A;
+    let child = crate::child::Child::sleeper().map_err(|e| format!("cannot fork a probe: {e}"))?;
+    let pid = child.pid();
+    let file =
+        std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| match e.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => crate::vm::diagnose_denial(pid).to_string(),
+            _ => format!("cannot open /proc/{pid}/mem: {e}"),
+        })?;
+    let mut byte = [0u8; 1];
+    // The child is a fork of this process, so the static sits at the same address there.
+    match file.read_at(&mut byte, std::ptr::addr_of!(PROBE) as u64) {
+        Ok(1) if byte[0] == PROBE => Ok(()),
+        Ok(_) => Err(format!("/proc/{pid}/mem returned the wrong byte")),
+        Err(e) => Err(format!("cannot read /proc/{pid}/mem: {e}")),
+    }
+}
+
 impl Transport for ProcMem {
     fn name(&self) -> &'static str {
         "procmem"
     }
 
     fn unavailable(&self) -> Option<String> {
-        let cap = crate::vm::probe();
-        if cap.can_read_child {
-            None
-        } else {
-            Some(
-                cap.child_error
-                    .unwrap_or_else(|| "ptrace access to a child is refused".into()),
-            )
-        }
+        // Probed with a read of its own: the CMA probe's answer does not carry over, since a
+        // seccomp filter that blocks the CMA calls leaves /proc/PID/mem readable.
+        probe_child_mem().err()
     }
 
     fn send(&self, link: &Link, src: &[IoSlice<'_>]) -> Result<(), TransportError> {
