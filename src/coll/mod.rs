@@ -46,6 +46,55 @@ mod tag {
 /// gather it back around a ring, so the root sends each byte once instead of log2(n) times.
 pub const BCAST_SCATTER_BYTES: usize = 512 << 10;
 
+/// Scratch memory kept between calls, one buffer per [`Slot`].
+///
+/// A fresh buffer per call costs a page fault per 4 KiB page, which on a VM took longer than
+/// moving the data (BENCHMARKS.md, "Fused read-reduce"), so collectives reuse these.
+struct Scratch {
+    slots: [Vec<u128>; 2],
+}
+
+/// Which scratch buffer: the accumulator of a reduction, or a peer's incoming part.
+#[derive(Clone, Copy)]
+enum Slot {
+    Accumulator = 0,
+    Incoming = 1,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> =
+        const { std::cell::RefCell::new(Scratch { slots: [Vec::new(), Vec::new()] }) };
+}
+
+/// Buffers larger than this are freed after use rather than kept.
+const SCRATCH_KEEP_BYTES: usize = 64 << 20;
+
+/// Runs `f` with `len` elements of scratch memory (contents unspecified).
+fn with_scratch<T: Pod, R>(slot: Slot, len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let size = std::mem::size_of::<T>();
+    let mut store = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().slots[slot as usize]));
+    let words = (len * size).div_ceil(16);
+    if store.len() < words {
+        store.resize(words, 0);
+    }
+    let raw: &mut [u8] = bytemuck::cast_slice_mut(&mut store[..words]);
+    // u128 storage suits every primitive's alignment; a type with a larger one (or no size)
+    // gets a buffer of its own.
+    let result = match bytemuck::try_cast_slice_mut::<u8, T>(&mut raw[..len * size]) {
+        Ok(typed) if size > 0 => f(typed),
+        _ => f(&mut vec![T::zeroed(); len]),
+    };
+    if store.len() * 16 <= SCRATCH_KEEP_BYTES {
+        SCRATCH.with(|s| {
+            let kept = &mut s.borrow_mut().slots[slot as usize];
+            if kept.len() < store.len() {
+                *kept = store;
+            }
+        });
+    }
+    result
+}
+
 fn bytes<T: Pod>(s: &[T]) -> &[u8] {
     bytemuck::cast_slice(s)
 }

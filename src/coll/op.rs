@@ -211,16 +211,54 @@ impl IntegerOperation {
     }
 }
 
+/// `left[i] = f(left[i], right[i])`. Generic over `f` so that each operation gets a loop of
+/// its own, which the compiler vectorizes; a `match` on the operation per element stops it.
+fn into_left<T: Copy>(left: &mut [T], right: &[T], f: impl Fn(T, T) -> T) {
+    for (l, &r) in left.iter_mut().zip(right) {
+        *l = f(*l, r);
+    }
+}
+
+/// `right[i] = f(left[i], right[i])`.
+fn into_right<T: Copy>(left: &[T], right: &mut [T], f: impl Fn(T, T) -> T) {
+    for (r, &l) in right.iter_mut().zip(left) {
+        *r = f(l, *r);
+    }
+}
+
+/// Calls `$run` with a closure for `$op`'s variant, each a constant the match folds away.
+macro_rules! per_variant {
+    ($op:expr, $run:expr, $ty:ident { $($v:ident),* }) => {
+        match $op {
+            $($ty::$v => $run(|a, b| $ty::$v.apply(a, b)),)*
+        }
+    };
+}
+
 impl<T: Number> Operation<T> for SystemOperation {
     fn reduce_into_right(&self, left: &[T], right: &mut [T]) {
-        for (r, &l) in right.iter_mut().zip(left) {
-            *r = self.apply(l, *r);
-        }
+        per_variant!(
+            self,
+            |f| into_right(left, right, f),
+            SystemOperation {
+                Sum,
+                Product,
+                Min,
+                Max
+            }
+        )
     }
     fn reduce_into_left(&self, left: &mut [T], right: &[T]) {
-        for (l, &r) in left.iter_mut().zip(right) {
-            *l = self.apply(*l, r);
-        }
+        per_variant!(
+            self,
+            |f| into_left(left, right, f),
+            SystemOperation {
+                Sum,
+                Product,
+                Min,
+                Max
+            }
+        )
     }
     fn is_commutative(&self) -> bool {
         true
@@ -229,14 +267,32 @@ impl<T: Number> Operation<T> for SystemOperation {
 
 impl<T: Integer> Operation<T> for IntegerOperation {
     fn reduce_into_right(&self, left: &[T], right: &mut [T]) {
-        for (r, &l) in right.iter_mut().zip(left) {
-            *r = self.apply(l, *r);
-        }
+        per_variant!(
+            self,
+            |f| into_right(left, right, f),
+            IntegerOperation {
+                LogicalAnd,
+                LogicalOr,
+                LogicalXor,
+                BitwiseAnd,
+                BitwiseOr,
+                BitwiseXor
+            }
+        )
     }
     fn reduce_into_left(&self, left: &mut [T], right: &[T]) {
-        for (l, &r) in left.iter_mut().zip(right) {
-            *l = self.apply(*l, r);
-        }
+        per_variant!(
+            self,
+            |f| into_left(left, right, f),
+            IntegerOperation {
+                LogicalAnd,
+                LogicalOr,
+                LogicalXor,
+                BitwiseAnd,
+                BitwiseOr,
+                BitwiseXor
+            }
+        )
     }
     fn is_commutative(&self) -> bool {
         true

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytemuck::Pod;
 
-use super::{Operation, bytes, bytes_mut, exchange, invalid, receive, send, tag};
+use super::{
+    Operation, Slot, bytes, bytes_mut, exchange, invalid, receive, send, tag, with_scratch,
+};
 use crate::comm::{CommError, Mode, Peer, World};
 
 /// How a reduce step moves the peer's contribution.
@@ -33,12 +35,19 @@ pub enum ReduceStep {
     Fused,
 }
 
-/// Reduce steps of at least this many bytes use [`ReduceStep::Fused`] when the job has single
-/// copy (BENCHMARKS.md, "Fused read-reduce").
-pub const FUSED_MIN_BYTES: usize = 64 << 10;
+/// Reduce steps from this many bytes up to [`FUSED_MAX_BYTES`] use [`ReduceStep::Fused`] when
+/// the job has single copy; smaller ones go inline in a ring record, faster than the three
+/// messages a lent buffer needs (BENCHMARKS.md, "Fused read-reduce").
+pub const FUSED_MIN_BYTES: usize = 16 << 10;
 
-/// Bytes read per `process_vm_readv` call in a fused step: half of a 1 MiB L2, so the chunk and
-/// the accumulator's part stay in cache (`ONECOPY_REDUCE_CHUNK` overrides it).
+/// Reduce steps of this many bytes and more use [`ReduceStep::Copy`]: on the reference machine
+/// the streamed double copy keeps both ranks' cores copying and beat one core pulling and
+/// combining (BENCHMARKS.md, "Fused read-reduce").
+pub const FUSED_MAX_BYTES: usize = 128 << 10;
+
+/// Bytes read per `process_vm_readv` call in a fused step, so that the chunk and the
+/// accumulator's part stay in a 1 MiB L2 (16 KiB to 512 KiB measured alike;
+/// `ONECOPY_REDUCE_CHUNK` overrides it).
 pub const FUSED_CHUNK_BYTES: usize = 64 << 10;
 
 /// All-reduces of at least this many bytes with a commutative operation use a ring
@@ -98,7 +107,7 @@ fn step_for(world: &World, len: usize) -> ReduceStep {
     }
     match forced() {
         Some(step) => step,
-        None if len >= FUSED_MIN_BYTES => ReduceStep::Fused,
+        None if (FUSED_MIN_BYTES..FUSED_MAX_BYTES).contains(&len) => ReduceStep::Fused,
         None => ReduceStep::Copy,
     }
 }
@@ -134,13 +143,13 @@ fn take<T: Pod, O: Operation<T>>(
     acc: &mut [T],
     op: &O,
     step: ReduceStep,
-    scratch: &mut Vec<T>,
 ) -> Result<(), CommError> {
     if step == ReduceStep::Copy {
-        scratch.resize(acc.len(), T::zeroed());
-        receive(world, child, tag::REDUCE, bytes_mut(&mut scratch[..]))?;
-        op.reduce_into_left(acc, scratch);
-        return Ok(());
+        return with_scratch(Slot::Incoming, acc.len(), |got: &mut [T]| {
+            receive(world, child, tag::REDUCE, bytes_mut(got))?;
+            op.reduce_into_left(acc, got);
+            Ok(())
+        });
     }
     let mut lent = [0u64; 2];
     receive(world, child, tag::REDUCE, bytes_mut(&mut lent))?;
@@ -154,7 +163,7 @@ fn take<T: Pod, O: Operation<T>>(
             ),
         })
     } else {
-        pull(world, child, lent[0] as usize, acc, op, step, scratch)
+        pull(world, child, lent[0] as usize, acc, op, step)
     };
     // The child waits for this whatever happened here, or it would never free its buffer.
     let done = [u8::from(result.is_err())];
@@ -170,65 +179,63 @@ fn pull<T: Pod, O: Operation<T>>(
     acc: &mut [T],
     op: &O,
     step: ReduceStep,
-    scratch: &mut Vec<T>,
 ) -> Result<(), CommError> {
     let size = std::mem::size_of::<T>().max(1);
     let per = match step {
         ReduceStep::Fused => (chunk_bytes() / size).max(1),
         _ => acc.len().max(1),
     };
-    scratch.resize(per.min(acc.len()), T::zeroed());
-    let outcome = world.with_peer_process(child, |process| -> Result<(), CommError> {
-        let mut at = 0;
-        for part in acc.chunks_mut(per) {
-            let got = &mut scratch[..part.len()];
-            process.read_exact(addr + at, bytes_mut(got))?;
-            op.reduce_into_left(part, got);
-            at += std::mem::size_of_val(part);
-        }
-        Ok(())
-    });
-    outcome.unwrap_or_else(|| {
-        Err(CommError::Config(format!(
-            "no single copy to rank {child} for a reduce step"
-        )))
+    with_scratch(Slot::Incoming, per.min(acc.len()), |scratch: &mut [T]| {
+        let outcome = world.with_peer_process(child, |process| -> Result<(), CommError> {
+            let mut at = 0;
+            for part in acc.chunks_mut(per) {
+                let got = &mut scratch[..part.len()];
+                process.read_exact(addr + at, bytes_mut(got))?;
+                op.reduce_into_left(part, got);
+                at += std::mem::size_of_val(part);
+            }
+            Ok(())
+        });
+        outcome.unwrap_or_else(|| {
+            Err(CommError::Config(format!(
+                "no single copy to rank {child} for a reduce step"
+            )))
+        })
     })
 }
 
-/// Binomial tree towards rank 0 in which every parent holds the lower ranks: `acc` ends as
-/// `x0 op x1 op ... op x(n-1)` on rank 0 (and is untouched, or a partial result, elsewhere).
-/// `acc` must be as long as `send`.
+/// Binomial tree towards rank 0 in which every parent holds the lower ranks: on rank 0 `acc`
+/// ends as `x0 op x1 op ... op x(n-1)`. `acc` is as long as `send`; ranks other than 0 pass
+/// `None` and use scratch memory when they have children.
 fn tree_reduce<T: Pod, O: Operation<T>>(
     world: &World,
     send: &[T],
-    acc: &mut Vec<T>,
+    acc: Option<&mut [T]>,
     op: &O,
 ) -> Result<(), CommError> {
     let (n, r) = (world.size(), world.rank());
     let step = step_for(world, std::mem::size_of_val(send));
-    let mut scratch = Vec::new();
-    let mut holding = false;
-    let mut mask = 1;
-    while mask < n {
-        if r & mask != 0 {
-            let mine: &[T] = if holding { acc } else { send };
-            return give(world, r - mask, mine, step);
-        }
-        if r + mask < n {
-            if !holding {
-                acc.clear();
-                acc.extend_from_slice(send);
-                holding = true;
+    let has_children = r % 2 == 0 && r + 1 < n;
+    let climb = |acc: &mut [T]| -> Result<(), CommError> {
+        acc.copy_from_slice(send);
+        let mut mask = 1;
+        while mask < n {
+            if r & mask != 0 {
+                return give(world, r - mask, acc, step);
             }
-            take(world, r + mask, acc, op, step, &mut scratch)?;
+            if r + mask < n {
+                take(world, r + mask, acc, op, step)?;
+            }
+            mask <<= 1;
         }
-        mask <<= 1;
+        Ok(())
+    };
+    match acc {
+        Some(acc) => climb(acc),
+        None if has_children => with_scratch(Slot::Accumulator, send.len(), climb),
+        // A leaf lends its own buffer: nothing to combine into.
+        None => give(world, r & (r - 1), send, step),
     }
-    if !holding {
-        acc.clear();
-        acc.extend_from_slice(send);
-    }
-    Ok(())
 }
 
 impl Peer<'_> {
@@ -254,12 +261,10 @@ impl Peer<'_> {
                 send.len()
             )));
         }
-        let mut acc = Vec::with_capacity(send.len());
-        tree_reduce(world, send, &mut acc, &op)?;
         if root == 0 {
-            recv.copy_from_slice(&acc);
-            Ok(())
+            tree_reduce(world, send, Some(recv), &op)
         } else {
+            tree_reduce(world, send, None, &op)?;
             // The tree keeps rank order by ending on rank 0; the result then moves once.
             receive(world, 0, tag::REDUCE_RESULT, bytes_mut(recv))
         }
@@ -274,12 +279,14 @@ impl Peer<'_> {
                 "reduce_into is for ranks other than the root; rank {root} is the root"
             )));
         }
-        let mut acc = Vec::new();
-        tree_reduce(world, send, &mut acc, &op)?;
         if world.rank() == 0 {
-            send_result(world, root, &acc)?;
+            with_scratch(Slot::Accumulator, send.len(), |acc: &mut [T]| {
+                tree_reduce(world, send, Some(acc), &op)?;
+                send_result(world, root, acc)
+            })
+        } else {
+            tree_reduce(world, send, None, &op)
         }
-        Ok(())
     }
 
     fn checked_root(&self, world: &World) -> Result<i32, CommError> {
@@ -334,17 +341,27 @@ fn recursive_doubling<T: Pod, O: Operation<T>>(
     acc: &mut [T],
     op: &O,
 ) -> Result<(), CommError> {
+    with_scratch(Slot::Incoming, acc.len(), |other: &mut [T]| {
+        doubling_rounds(world, acc, other, op)
+    })
+}
+
+fn doubling_rounds<T: Pod, O: Operation<T>>(
+    world: &World,
+    acc: &mut [T],
+    other: &mut [T],
+    op: &O,
+) -> Result<(), CommError> {
     let (n, r) = (world.size(), world.rank());
     let p = 1 << (31 - n.leading_zeros());
     let rem = n - p;
-    let mut other = vec![T::zeroed(); acc.len()];
     let new_rank = if r < 2 * rem {
         if r % 2 == 0 {
             send(world, r + 1, tag::ALLREDUCE, bytes(acc))?;
             None
         } else {
-            receive(world, r - 1, tag::ALLREDUCE, bytes_mut(&mut other))?;
-            op.reduce_into_right(&other, acc);
+            receive(world, r - 1, tag::ALLREDUCE, bytes_mut(other))?;
+            op.reduce_into_right(other, acc);
             Some(r / 2)
         }
     } else {
@@ -364,14 +381,14 @@ fn recursive_doubling<T: Pod, O: Operation<T>>(
                 partner,
                 bytes(acc),
                 partner,
-                bytes_mut(&mut other),
+                bytes_mut(other),
                 tag::ALLREDUCE,
             )?;
             // Both partners compute (lower op higher) from the same two operands: same bits.
             if partner_new < me {
-                op.reduce_into_right(&other, acc);
+                op.reduce_into_right(other, acc);
             } else {
-                op.reduce_into_left(acc, &other);
+                op.reduce_into_left(acc, other);
             }
             mask <<= 1;
         }
@@ -394,11 +411,31 @@ fn ring_all_reduce<T: Pod, O: Operation<T>>(
     op: &O,
 ) -> Result<(), CommError> {
     let n = world.size() as usize;
+    let blocks: Vec<_> = (0..n).map(|i| super::block(acc.len(), n, i)).collect();
+    let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
+    with_scratch(Slot::Incoming, widest, |other: &mut [T]| {
+        ring_reduce_scatter(world, acc, other, &blocks, op)
+    })?;
+    // Rank r now holds block r + 1 complete.
+    let size = std::mem::size_of::<T>();
+    let byte_blocks: Vec<_> = blocks
+        .iter()
+        .map(|b| b.start * size..b.end * size)
+        .collect();
+    super::ring_all_gather(world, bytes_mut(acc), &byte_blocks, 1, tag::ALLREDUCE)
+}
+
+fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
+    world: &World,
+    acc: &mut [T],
+    other: &mut [T],
+    blocks: &[std::ops::Range<usize>],
+    op: &O,
+) -> Result<(), CommError> {
+    let n = world.size() as usize;
     let r = world.rank() as usize;
     let next = ((r + 1) % n) as i32;
     let prev = ((r + n - 1) % n) as i32;
-    let blocks: Vec<_> = (0..n).map(|i| super::block(acc.len(), n, i)).collect();
-    let mut other = vec![T::zeroed(); blocks.iter().map(|b| b.len()).max().unwrap_or(0)];
     for k in 0..n - 1 {
         let out = blocks[(r + n - k) % n].clone();
         let inn = blocks[(r + 2 * n - k - 1) % n].clone();
@@ -413,11 +450,5 @@ fn ring_all_reduce<T: Pod, O: Operation<T>>(
         )?;
         op.reduce_into_right(got, &mut acc[inn]);
     }
-    // Rank r now holds block r + 1 complete.
-    let size = std::mem::size_of::<T>();
-    let byte_blocks: Vec<_> = blocks
-        .iter()
-        .map(|b| b.start * size..b.end * size)
-        .collect();
-    super::ring_all_gather(world, bytes_mut(acc), &byte_blocks, 1, tag::ALLREDUCE)
+    Ok(())
 }
