@@ -144,6 +144,9 @@ fn receive(world: &World, rank: i32, tag: i32, buf: &mut [u8]) -> Result<(), Com
 }
 
 /// Sends `out` to `dest` while receiving exactly `inn.len()` bytes from `source`.
+///
+/// The two requests are waited for here, before `out` and `inn` are handed back, also when one
+/// of them fails (a scope would do the same, at a cost that shows at small sizes).
 fn exchange(
     world: &World,
     dest: i32,
@@ -153,16 +156,19 @@ fn exchange(
     tag: i32,
 ) -> Result<(), CommError> {
     let want = inn.len();
-    scope(|scope| {
-        let received = scope.register(
-            world.clone(),
-            world.post_receive_reserved(source, tag, inn)?,
-        );
-        let sent = scope.register(world.clone(), world.post_send_reserved(dest, tag, out)?);
-        let got = received.wait();
-        sent.wait()?;
-        check_length(source, got?.count_bytes(), want)
-    })
+    let received = world.post_receive_reserved(source, tag, inn)?;
+    let sent = match world.post_send_reserved(dest, tag, out) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = world.wait(received);
+            return Err(e);
+        }
+    };
+    let got = world.wait(received);
+    let gone = world.wait(sent);
+    let status = got?;
+    gone?;
+    check_length(source, status.count_bytes(), want)
 }
 
 /// Block `i` of `n` nearly equal blocks of `len` items.
@@ -385,7 +391,7 @@ impl Peer<'_> {
     pub fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
         let world = self.world();
         let root = self.non_root(world, "gather_into")?;
-        send_to(world, root, tag::GATHER, bytes(send))
+        self::send(world, root, tag::GATHER, bytes(send))
     }
 
     /// On the root: rank `i`'s `send` lands at `recv[displs[i]..][..counts[i]]`.
@@ -499,10 +505,6 @@ impl Peer<'_> {
         }
         Ok(root)
     }
-}
-
-fn send_to(world: &World, rank: i32, tag: i32, data: &[u8]) -> Result<(), CommError> {
-    send(world, rank, tag, data)
 }
 
 /// Broadcast of bytes from `root`: a binomial tree, or for large buffers on more than two ranks
