@@ -104,7 +104,8 @@ fn pattern(seed: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
-const SIZES: [usize; 12] = [
+const SIZES: [usize; 13] = [
+    (16 << 20) + 5,
     0,
     1,
     100,

@@ -61,13 +61,16 @@ fn buffers(lens: &[usize]) -> Vec<Vec<u8>> {
     lens.iter().map(|&n| vec![0xA5; n + 1]).collect()
 }
 
+/// The forked child's end of `channel`, talking to its parent.
+fn link_to_parent(channel: &Channel) -> Option<onecopy::transport::Link<'_>> {
+    let parent = rustix::process::getppid()?.as_raw_nonzero().get();
+    channel.link(Side::B, parent).ok()
+}
+
 /// The child receives one message into `layout`-shaped buffers and checks every byte; its exit
 /// code says how it went (0 good, 10 wrong length, 11 wrong data, 12 guard overwritten, 20 error).
 fn receiver_body(channel: &Channel, t: &dyn Transport, total: usize, style: u32, seed: u64) -> i32 {
-    let parent = rustix::process::getppid()
-        .map(|p| p.as_raw_nonzero().get())
-        .unwrap_or(1);
-    let Ok(link) = channel.link(Side::B, parent) else {
+    let Some(link) = link_to_parent(channel) else {
         return 21;
     };
     let lens = layout(total, (style + 1) % 3);
@@ -208,10 +211,7 @@ fn many_messages_both_directions() {
         // SAFETY: the child only runs transport code and exits.
         let mut child = unsafe {
             Child::fork(|| {
-                let parent = rustix::process::getppid()
-                    .map(|p| p.as_raw_nonzero().get())
-                    .unwrap_or(1);
-                let Ok(link) = channel.link(Side::B, parent) else {
+                let Some(link) = link_to_parent(&channel) else {
                     return 21;
                 };
                 for round in 0..20usize {
@@ -271,10 +271,7 @@ fn truncation_is_an_error_on_both_sides() {
         // SAFETY: the child only runs transport code and exits.
         let mut child = unsafe {
             Child::fork(|| {
-                let parent = rustix::process::getppid()
-                    .map(|p| p.as_raw_nonzero().get())
-                    .unwrap_or(1);
-                let Ok(link) = channel.link(Side::B, parent) else {
+                let Some(link) = link_to_parent(&channel) else {
                     return 21;
                 };
                 let mut buf = vec![0u8; 1000];
@@ -323,10 +320,7 @@ fn mismatched_transports_are_refused() {
     // SAFETY: the child only runs transport code and exits.
     let mut child = unsafe {
         Child::fork(|| {
-            let parent = rustix::process::getppid()
-                .map(|p| p.as_raw_nonzero().get())
-                .unwrap_or(1);
-            let Ok(link) = channel.link(Side::B, parent) else {
+            let Some(link) = link_to_parent(&channel) else {
                 return 21;
             };
             let t = transport::by_name("shm-copy").expect("known");
@@ -366,10 +360,7 @@ fn peer_dies_mid_transfer(child_sends: bool) {
         // SAFETY: the child only allocates, writes to a pipe and runs transport code.
         let child = unsafe {
             Child::fork(|| {
-                let parent = rustix::process::getppid()
-                    .map(|p| p.as_raw_nonzero().get())
-                    .unwrap_or(1);
-                let Ok(link) = channel.link(Side::B, parent) else {
+                let Some(link) = link_to_parent(&channel) else {
                     return 21;
                 };
                 let mut buf = vec![0x5Au8; BIG];

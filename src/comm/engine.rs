@@ -23,6 +23,11 @@ use super::wire::{self, kind};
 use super::{CommError, Mode, Status};
 use crate::vm::{Process, RemoteRange};
 
+/// Streamed messages at least this large are copied out of the slots with non-temporal stores:
+/// they do not fit the caches anyway, and ordinary stores would first read every destination
+/// line from memory.
+const STREAMING_STORES_FROM: usize = 16 << 20;
+
 /// Matches any source or any tag.
 pub(crate) const ANY: i64 = -1;
 
@@ -1021,7 +1026,13 @@ impl Engine {
         // it (checked above). The slot was filled before the record was published.
         let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr.add(got), n) };
         // SAFETY: as above for the slot; we free it only after this copy.
-        unsafe { crate::shm::copy_out(&self.world.segment, offset, dst) };
+        unsafe {
+            if len >= STREAMING_STORES_FROM {
+                crate::shm::copy_out_streaming(&self.world.segment, offset, dst)
+            } else {
+                crate::shm::copy_out(&self.world.segment, offset, dst)
+            }
+        };
         self.free_slot(source, slot);
         let got = got + n;
         if got == len {
