@@ -722,3 +722,41 @@ fn bench_coll_reports_every_collective_as_json() {
         .expect("run onecopy bench coll");
     assert!(!bad.status.success());
 }
+
+#[test]
+fn collectives_example_through_onecopy_run() {
+    let _dog = common::watchdog("collectives_example_through_onecopy_run", 120);
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_onecopy"));
+    let example = bin
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join("collectives");
+    if !example.exists() {
+        common::skip(&format!(
+            "{} is not built (run `cargo build --examples`)",
+            example.display()
+        ));
+        return;
+    }
+    for n in [1, 3, 5] {
+        let out = std::process::Command::new(&bin)
+            .args(["run", "-n", &n.to_string(), "--"])
+            .arg(&example)
+            .output()
+            .expect("start onecopy run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{n} ranks: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sum = (0..n).sum::<i32>();
+        // The operation is applied only between contributions: one rank gets its own value.
+        let widest = (1..n).fold(-2i32, |acc, r| acc.abs().max((r - 2).abs()));
+        let want = format!(
+            "collectives on {n} ranks: sum {sum} (expected {sum}), parameters [7, 8, 9, 10], largest |rank - 2| {widest}"
+        );
+        assert!(stdout.contains(&want), "{n} ranks: {stdout}");
+    }
+}

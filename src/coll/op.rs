@@ -301,6 +301,8 @@ impl<T: Integer> Operation<T> for IntegerOperation {
 
 /// A reduction written by the user (rsmpi's `UserOperation`): `f(left, right)` must set
 /// `right[i] = left[i] op right[i]` for every `i`, where `left` holds the lower ranks' part.
+/// The operation must be associative (collectives group contributions as their tree or ring
+/// shape dictates) and must not call the runtime: it runs inside a collective.
 ///
 /// ```
 /// use onecopy::coll::{Operation, UserOperation};
