@@ -632,6 +632,25 @@ fn mismatched_gather(world: &World) -> Result<(), String> {
     }
 }
 
+fn mismatched_scatter(world: &World) -> Result<(), String> {
+    let len = if world.rank() == 1 { 30 } else { 20 };
+    let root = world.process_at_rank(0);
+    let mut recv = vec![0u32; len];
+    if world.rank() == 0 {
+        let send = vec![3u32; len * world.size() as usize];
+        outcome(root.scatter_into_root(&send, &mut recv))
+    } else {
+        outcome(root.scatter_into(&mut recv))
+    }
+}
+
+fn mismatched_all_gather(world: &World) -> Result<(), String> {
+    let len = if world.rank() == 1 { 70_000 } else { 60_000 };
+    let send = vec![1u8; len];
+    let mut recv = vec![0u8; len * world.size() as usize];
+    outcome(world.all_gather_into(&send, &mut recv))
+}
+
 fn root_out_of_range(world: &World) -> Result<(), String> {
     let mut buf = [0u8; 4];
     match world.process_at_rank(world.size()).broadcast_into(&mut buf) {
@@ -652,7 +671,9 @@ fn root_out_of_range(world: &World) -> Result<(), String> {
 #[test]
 fn mismatched_arguments_are_errors_not_hangs() {
     let _dog = common::watchdog("mismatched_arguments_are_errors_not_hangs", 300);
-    let cases: [(&str, Body); 5] = [
+    let cases: [(&str, Body); 7] = [
+        ("scatter", mismatched_scatter),
+        ("all_gather", mismatched_all_gather),
         ("broadcast", mismatched_broadcast),
         ("all_reduce", mismatched_all_reduce),
         ("reduce", mismatched_reduce),
