@@ -391,6 +391,64 @@ fn float_determinism(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Rank 0 writes a digest of float all-reduce and reduce results to a file named after the test
+/// process; a second job of the same size finds it and must produce the same bits.
+fn float_digest_across_jobs(world: &World) -> Result<(), String> {
+    let (n, r) = (world.size() as usize, world.rank() as usize);
+    let mut digest = 0u64;
+    for len in [7usize, 5000, 100_003] {
+        let send: Vec<f64> = (0..len).map(|i| send_of(r, i)).collect();
+        let mut got = vec![0.0f64; len];
+        world
+            .all_reduce_into(&send, &mut got, SystemOperation::sum())
+            .map_err(|e| err("float all_reduce", e))?;
+        let root = world.process_at_rank(0);
+        let mut reduced = vec![0.0f64; len];
+        if r == 0 {
+            root.reduce_into_root(&send, &mut reduced, SystemOperation::sum())
+                .map_err(|e| err("float reduce", e))?;
+        } else {
+            root.reduce_into(&send, SystemOperation::sum())
+                .map_err(|e| err("float reduce", e))?;
+        }
+        for x in got.iter().chain(&reduced) {
+            digest = digest.rotate_left(7) ^ x.to_bits();
+        }
+    }
+    if r != 0 {
+        return Ok(());
+    }
+    let path = std::env::temp_dir().join(format!(
+        "onecopy-coll-digest-{}-{n}",
+        std::os::unix::process::parent_id()
+    ));
+    match std::fs::read_to_string(&path) {
+        Ok(first) if first.trim() == digest.to_string() => Ok(()),
+        Ok(first) => Err(format!(
+            "float results differ between jobs: {first} then {digest}"
+        )),
+        Err(_) => std::fs::write(&path, digest.to_string()).map_err(|e| e.to_string()),
+    }
+}
+
+#[test]
+fn float_reductions_have_the_same_bits_in_two_jobs() {
+    let _dog = common::watchdog("float_reductions_have_the_same_bits_in_two_jobs", 240);
+    for n in [3, 4, 7] {
+        let path =
+            std::env::temp_dir().join(format!("onecopy-coll-digest-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        for job in 1..=2 {
+            assert_all_ok(
+                &run_job(n, "auto", float_digest_across_jobs),
+                &format!("float digest, {n} ranks, job {job}"),
+            );
+        }
+        assert!(path.exists(), "rank 0 wrote no digest");
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
 fn send_of(rank: usize, i: usize) -> f64 {
     fval(rank, i) * 1.000_001_f64.powi(i as i32 % 50)
 }
