@@ -839,3 +839,65 @@ fn collectives_example_through_onecopy_run() {
         assert!(stdout.contains(&want), "{n} ranks: {stdout}");
     }
 }
+
+/// A user's receive for any source and any tag, posted before a broadcast, must not take the
+/// broadcast's message: it gets the user message sent afterwards.
+fn any_tag_receive_skips_collectives(world: &World) -> Result<(), String> {
+    let n = world.size();
+    let mut got = [0u32; 4];
+    let mut data = [0u8; 100];
+    if world.rank() == 0 {
+        data = [9; 100];
+    }
+    let status = onecopy::request::scope(|scope| -> Result<Option<onecopy::Status>, String> {
+        let pending = if world.rank() == n - 1 {
+            Some(
+                world
+                    .any_process()
+                    .immediate_receive_into(scope, &mut got)
+                    .map_err(|e| err("post", e))?,
+            )
+        } else {
+            None
+        };
+        world
+            .process_at_rank(0)
+            .broadcast_into(&mut data)
+            .map_err(|e| err("broadcast", e))?;
+        if world.rank() == 0 {
+            world
+                .process_at_rank(n - 1)
+                .send_with_tag(&[1u32, 2, 3, 4], 5)
+                .map_err(|e| err("send", e))?;
+        }
+        pending
+            .map(|r| r.wait().map_err(|e| err("receive", e)))
+            .transpose()
+    })?;
+    if data != [9; 100] {
+        return Err("the broadcast did not arrive".into());
+    }
+    if let Some(st) = status
+        && (st.tag() != 5 || got != [1, 2, 3, 4])
+    {
+        return Err(format!(
+            "the any-tag receive got {got:?} with tag {}",
+            st.tag()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn user_receives_for_any_tag_never_take_collective_messages() {
+    let _dog = common::watchdog(
+        "user_receives_for_any_tag_never_take_collective_messages",
+        60,
+    );
+    for n in [2, 3] {
+        assert_all_ok(
+            &run_job(n, "auto", any_tag_receive_skips_collectives),
+            &format!("any-tag receive, {n} ranks"),
+        );
+    }
+}
