@@ -5,6 +5,7 @@
 //! - [`vm`]: the kernel interface — read and write another process's memory, safely and completely.
 //! - [`transport`]: every mechanism for moving bytes between two processes, behind one trait.
 //! - [`comm`]: the MPI-style runtime ([`initialize`], [`World`], point to point, [`request::scope`]).
+//! - [`coll`]: collectives (barrier, broadcast, reduce, gather, scatter, all-to-all) on a [`World`].
 //! - [`shm`]: shared memory segments and futex doorbells.
 //! - [`launch`]: the launcher behind `onecopy run` — segment, ranks, output, failure, teardown.
 //! - [`bench`](mod@bench): the measurement harness behind `onecopy bench`.
@@ -15,6 +16,7 @@
 pub mod bench;
 pub mod check;
 pub mod child;
+pub mod coll;
 pub mod comm;
 pub mod launch;
 pub mod shm;

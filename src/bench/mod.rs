@@ -17,6 +17,7 @@
 //! ```
 
 mod buffer;
+pub mod coll;
 mod error;
 pub mod mechanisms;
 mod output;

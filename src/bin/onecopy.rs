@@ -97,6 +97,34 @@ enum BenchCommand {
     Mechanisms(MechanismsArgs),
     /// Point to point between two ranks: latency, bandwidth, bidirectional bandwidth (OSU style).
     P2p(P2pArgs),
+    /// Collectives on N ranks: average latency per call (OSU style).
+    Coll(CollArgs),
+}
+
+#[derive(clap::Args)]
+struct CollArgs {
+    /// Ranks in the job.
+    #[arg(short = 'n', long = "ranks", default_value_t = 2)]
+    ranks: usize,
+    /// Bytes per rank (for alltoall, per peer), comma-separated, K/M/G meaning KiB/MiB/GiB
+    /// [default: 8 B to 1 MiB, powers of two].
+    #[arg(long, value_parser = parse_p2p_sizes)]
+    sizes: Option<SizeList>,
+    /// Collectives, comma-separated: allreduce, bcast, alltoall, allgather, reduce, barrier.
+    #[arg(
+        long,
+        default_value = "allreduce,bcast,alltoall,allgather,reduce,barrier"
+    )]
+    collectives: String,
+    /// Output: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: onecopy::bench::Format,
+    /// Also draw the results into this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// Milliseconds aimed at for each (collective, size).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    budget_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -231,6 +259,7 @@ fn bench(what: Option<BenchCommand>) -> i32 {
     let args = match what {
         Some(BenchCommand::Mechanisms(args)) => args,
         Some(BenchCommand::P2p(args)) => return p2p(args),
+        Some(BenchCommand::Coll(args)) => return coll(args),
         // The short default suite: a few sizes of every mechanism, then point to point.
         None => {
             let code = mechanisms(MechanismsArgs {
@@ -311,6 +340,47 @@ fn p2p(args: P2pArgs) -> i32 {
     print!("{}", onecopy::bench::render(&records, args.format));
     if let Some(path) = args.plot
         && let Err(e) = onecopy::bench::plot_svg(&records, &path, "onecopy bench p2p")
+    {
+        return fail(e, 1);
+    }
+    0
+}
+
+fn coll(args: CollArgs) -> i32 {
+    use onecopy::bench::{Progress, coll};
+    let mut collectives = Vec::new();
+    for name in args.collectives.split(',').map(str::trim) {
+        match coll::Collective::from_name(name) {
+            Some(c) => collectives.push(c),
+            None => {
+                return fail(
+                    format!(
+                        "unknown collective '{name}'; choose from allreduce, bcast, alltoall, allgather, reduce, barrier"
+                    ),
+                    EXIT_USAGE,
+                );
+            }
+        }
+    }
+    let mut options = coll::Options {
+        ranks: args.ranks,
+        collectives,
+        budget: std::time::Duration::from_millis(args.budget_ms),
+        ..Default::default()
+    };
+    if let Some(SizeList(sizes)) = args.sizes {
+        options.sizes = sizes;
+    }
+    let progress = Progress::new(coll::progress_steps(&options), "coll");
+    let records = coll::run(&options, &progress);
+    progress.finish();
+    let records = match records {
+        Ok(r) => r,
+        Err(e) => return fail(e, 1),
+    };
+    print!("{}", onecopy::bench::render(&records, args.format));
+    if let Some(path) = args.plot
+        && let Err(e) = onecopy::bench::plot_svg(&records, &path, "onecopy bench coll")
     {
         return fail(e, 1);
     }

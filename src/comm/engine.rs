@@ -219,8 +219,9 @@ fn ring_of(world: &Segment, from: usize, to: usize) -> ShmRing<'_> {
 }
 
 fn matches(want_source: i64, want_tag: i64, source: usize, tag: i32) -> bool {
+    // Negative tags belong to the collectives: a user's any-tag receive must not take them.
     (want_source == ANY || want_source == source as i64)
-        && (want_tag == ANY || want_tag == tag as i64)
+        && ((want_tag == ANY && tag >= 0) || want_tag == tag as i64)
 }
 
 impl Engine {

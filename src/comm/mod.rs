@@ -88,6 +88,17 @@ pub enum CommError {
     /// A negative tag (negative tags are reserved).
     #[error("tag {0} is negative; tags are 0 or more")]
     InvalidTag(i32),
+    /// A collective's arguments are unusable on this rank (checked before anything is sent).
+    #[error("invalid collective arguments: {0}")]
+    InvalidArgument(String),
+    /// Ranks called a collective with arguments that do not agree (different counts or roots).
+    #[error("collective arguments differ between ranks: {what} (rank {rank})")]
+    Mismatch {
+        /// The peer whose message did not fit.
+        rank: i32,
+        /// What differed.
+        what: String,
+    },
 }
 
 impl From<VmError> for CommError {
@@ -375,6 +386,49 @@ impl World {
         self.shared.engine.borrow_mut().post_send(dest, tag, data)
     }
 
+    /// Posts a send with any tag, the collectives' reserved negative ones included.
+    pub(crate) fn post_send_reserved(
+        &self,
+        rank: i32,
+        tag: i32,
+        data: &[u8],
+    ) -> Result<u64, CommError> {
+        let dest = self.check_rank(rank)?;
+        self.shared.engine.borrow_mut().post_send(dest, tag, data)
+    }
+
+    /// Posts a receive from `rank` with exactly `tag`, the reserved negative ones included.
+    pub(crate) fn post_receive_reserved(
+        &self,
+        rank: i32,
+        tag: i32,
+        buf: &mut [u8],
+    ) -> Result<u64, CommError> {
+        let source = self.check_rank(rank)? as i64;
+        self.shared.engine.borrow_mut().post_receive(
+            source,
+            tag as i64,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    }
+
+    /// Runs `f` with the peer `rank`'s process, for single-copy reads outside the message
+    /// protocols (the collectives' fused read-reduce); `None` for this rank itself, or when the
+    /// job has no single copy.
+    pub(crate) fn with_peer_process<R>(
+        &self,
+        rank: i32,
+        f: impl FnOnce(&Process) -> R,
+    ) -> Option<R> {
+        let engine = self.shared.engine.borrow();
+        if engine.mode == Mode::Shm {
+            return None;
+        }
+        let process = engine.peers.get(usize::try_from(rank).ok()?)?.as_ref()?;
+        Some(f(process))
+    }
+
     fn post_receive(&self, source: Source, tag: i64, buf: &mut [u8]) -> Result<u64, CommError> {
         let source = match source {
             Source::Any => ANY,
@@ -405,6 +459,11 @@ pub struct Peer<'w> {
 }
 
 impl<'w> Peer<'w> {
+    /// The world this rank belongs to.
+    pub(crate) fn world(&self) -> &'w World {
+        self.world
+    }
+
     /// The rank's number.
     pub fn rank(&self) -> i32 {
         self.rank

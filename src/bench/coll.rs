@@ -1,0 +1,320 @@
+//! `onecopy bench coll`: average latency of each collective per call, measured as the OSU
+//! micro-benchmarks (osu_allreduce, osu_bcast, osu_reduce, osu_allgather, osu_alltoall,
+//! osu_barrier) do: every rank times its own calls after a barrier, and the report is the mean
+//! over ranks.
+//!
+//! Sizes are bytes of each rank's contribution (for all-to-all, bytes sent to each peer);
+//! reduce and all-reduce sum `f64` values. This process is rank 0 and drives; the other ranks
+//! are forked children of it that join the same job and do what rank 0 broadcasts.
+
+use std::time::{Duration, Instant};
+
+use super::{BenchError, Progress, Record};
+use crate::child::Child;
+use crate::coll::SystemOperation;
+use crate::comm::{self, CommError, JobSpec, World};
+use crate::shm::Segment;
+
+/// One collective to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collective {
+    /// `all_reduce_into`, sum of f64.
+    AllReduce,
+    /// `broadcast_into` from rank 0.
+    Broadcast,
+    /// `all_to_all_into`.
+    AllToAll,
+    /// `all_gather_into`.
+    AllGather,
+    /// `reduce_into_root` to rank 0, sum of f64.
+    Reduce,
+    /// `barrier` (no size).
+    Barrier,
+}
+
+impl Collective {
+    /// Every collective, in report order.
+    pub const ALL: [Collective; 6] = [
+        Collective::AllReduce,
+        Collective::Broadcast,
+        Collective::AllToAll,
+        Collective::AllGather,
+        Collective::Reduce,
+        Collective::Barrier,
+    ];
+
+    /// The record's `bench` name (OSU's test name without `osu_`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Collective::AllReduce => "allreduce",
+            Collective::Broadcast => "bcast",
+            Collective::AllToAll => "alltoall",
+            Collective::AllGather => "allgather",
+            Collective::Reduce => "reduce",
+            Collective::Barrier => "barrier",
+        }
+    }
+
+    /// The collective called `name`.
+    pub fn from_name(name: &str) -> Option<Collective> {
+        Collective::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    fn code(self) -> u64 {
+        Collective::ALL
+            .iter()
+            .position(|&c| c == self)
+            .map_or(0, |i| i as u64 + 1)
+    }
+
+    fn from_code(code: u64) -> Option<Collective> {
+        let i = usize::try_from(code).ok()?.checked_sub(1)?;
+        Collective::ALL.get(i).copied()
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Ranks in the job (this process and `ranks - 1` forked ones).
+    pub ranks: usize,
+    /// Bytes per rank (barrier ignores them and is measured once).
+    pub sizes: Vec<usize>,
+    /// Which collectives.
+    pub collectives: Vec<Collective>,
+    /// Time aimed at for each (collective, size).
+    pub budget: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ranks: 2,
+            sizes: super::p2p::powers_of_two(8, 1 << 20),
+            collectives: Collective::ALL.to_vec(),
+            budget: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Steps of progress [`run`] reports.
+pub fn progress_steps(o: &Options) -> u64 {
+    o.collectives
+        .iter()
+        .map(|&c| {
+            if c == Collective::Barrier {
+                1
+            } else {
+                o.sizes.len()
+            }
+        })
+        .sum::<usize>() as u64
+}
+
+/// Runs the benchmark in one job of `options.ranks` ranks.
+pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchError> {
+    let n = options.ranks;
+    if n == 0 || n > comm::MAX_RANKS {
+        return Err(BenchError::InvalidOption(format!(
+            "-n {n}: a job has 1 to {} ranks",
+            comm::MAX_RANKS
+        )));
+    }
+    let largest = options.sizes.iter().copied().max().unwrap_or(0);
+    let peer_error = |e: CommError| BenchError::Peer(format!("coll with {n} ranks: {e}"));
+    let bytes = comm::segment_bytes(n).map_err(peer_error)?;
+    let segment = Segment::create("onecopy-bench-coll", bytes)
+        .map_err(|e| BenchError::Peer(e.to_string()))?;
+    comm::init_segment(&segment, n).map_err(peer_error)?;
+    let me = std::process::id() as i32;
+    // Joining binds this process to one CPU; children must start from the whole set, and so
+    // must whatever runs after the benchmark.
+    let saved_cpus = rustix::thread::sched_getaffinity(None).ok();
+    let mut children = Vec::with_capacity(n.saturating_sub(1));
+    for rank in 1..n {
+        let child_segment = segment
+            .try_clone()
+            .map_err(|e| BenchError::Peer(e.to_string()))?;
+        // SAFETY: the benchmark process starts no threads (the progress bar draws without
+        // one), so the child may run anything.
+        let child = unsafe {
+            Child::fork(move || {
+                let spec = JobSpec {
+                    segment: child_segment,
+                    rank,
+                    size: n,
+                    launcher_pid: me,
+                    transport: "auto".into(),
+                };
+                match comm::join(spec).and_then(|u| follow(&u.world(), largest)) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                }
+            })
+        }
+        .map_err(|e| BenchError::Peer(format!("cannot fork rank {rank}: {e}")))?;
+        children.push(child);
+    }
+    let spec = JobSpec {
+        segment,
+        rank: 0,
+        size: n,
+        launcher_pid: me,
+        transport: "auto".into(),
+    };
+    let result = comm::join(spec).and_then(|u| lead(&u.world(), options, progress));
+    for mut c in children {
+        let _ = c.wait_timeout(Duration::from_secs(5));
+    }
+    if let Some(cpus) = saved_cpus {
+        let _ = rustix::thread::sched_setaffinity(None, &cpus);
+    }
+    result.map_err(peer_error)
+}
+
+/// Buffers for one rank, large enough for every collective at `largest` bytes.
+struct Buffers {
+    send: Vec<f64>,
+    recv: Vec<f64>,
+}
+
+impl Buffers {
+    fn new(n: usize, largest: usize) -> Buffers {
+        let words = largest.div_ceil(8).max(1) * n;
+        Buffers {
+            send: (0..words).map(|i| (i % 1000) as f64 * 0.5).collect(),
+            recv: vec![0.0; words],
+        }
+    }
+}
+
+/// Rank 0: chooses the iteration counts, broadcasts each order, collects the mean latency.
+fn lead(world: &World, o: &Options, progress: &Progress) -> Result<Vec<Record>, CommError> {
+    let n = world.size() as usize;
+    let largest = o.sizes.iter().copied().max().unwrap_or(0);
+    let mut buffers = Buffers::new(n, largest);
+    let mut records = Vec::new();
+    for &coll in &o.collectives {
+        let sizes: &[usize] = if coll == Collective::Barrier {
+            &[0]
+        } else {
+            &o.sizes
+        };
+        for &size in sizes {
+            let label = format!("{} {}", coll.name(), super::format_size(size as u64));
+            progress.set_message(label.clone());
+            let trial = 3;
+            let t = order(world, coll, size, trial, &mut buffers)?;
+            let per = (t / trial as f64).max(1e-9);
+            let iters = ((o.budget.as_secs_f64() / per) as u64).clamp(5, 100_000);
+            let mean = order(world, coll, size, iters, &mut buffers)?;
+            records.push(Record::new(
+                coll.name(),
+                "auto",
+                n as u32,
+                size as u64,
+                mean * 1e6 / iters as f64,
+                "us",
+            ));
+            progress.step(label);
+        }
+    }
+    let mut stop = [0u64; 3];
+    world.process_at_rank(0).broadcast_into(&mut stop)?;
+    Ok(records)
+}
+
+/// Broadcasts an order and runs it; returns the mean over ranks of each rank's seconds.
+fn order(
+    world: &World,
+    coll: Collective,
+    size: usize,
+    iters: u64,
+    buffers: &mut Buffers,
+) -> Result<f64, CommError> {
+    let mut o = [coll.code(), size as u64, iters];
+    world.process_at_rank(0).broadcast_into(&mut o)?;
+    timed(world, coll, size, iters, buffers)
+}
+
+/// Every rank but 0: runs what rank 0 broadcasts until the stop order.
+fn follow(world: &World, largest: usize) -> Result<(), CommError> {
+    let mut buffers = Buffers::new(world.size() as usize, largest);
+    loop {
+        let mut o = [0u64; 3];
+        world.process_at_rank(0).broadcast_into(&mut o)?;
+        let Some(coll) = Collective::from_code(o[0]) else {
+            return Ok(());
+        };
+        let size = usize::try_from(o[1])
+            .ok()
+            .filter(|&s| s <= largest)
+            .ok_or_else(|| CommError::Protocol {
+                rank: 0,
+                what: format!("size {} is larger than agreed", o[1]),
+            })?;
+        timed(world, coll, size, o[2], &mut buffers)?;
+    }
+}
+
+/// `iters` calls of `coll` after a barrier; returns the mean over ranks of the seconds taken
+/// (on rank 0; elsewhere the rank's own).
+fn timed(
+    world: &World,
+    coll: Collective,
+    size: usize,
+    iters: u64,
+    b: &mut Buffers,
+) -> Result<f64, CommError> {
+    let n = world.size() as usize;
+    let words = size / 8;
+    world.barrier()?;
+    let start = Instant::now();
+    for _ in 0..iters {
+        match coll {
+            Collective::AllReduce => world.all_reduce_into(
+                &b.send[..words],
+                &mut b.recv[..words],
+                SystemOperation::sum(),
+            )?,
+            Collective::Reduce => {
+                let root = world.process_at_rank(0);
+                if world.rank() == 0 {
+                    root.reduce_into_root(
+                        &b.send[..words],
+                        &mut b.recv[..words],
+                        SystemOperation::sum(),
+                    )?
+                } else {
+                    root.reduce_into(&b.send[..words], SystemOperation::sum())?
+                }
+            }
+            Collective::Broadcast => {
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut b.recv[..]);
+                world
+                    .process_at_rank(0)
+                    .broadcast_into(&mut bytes[..size])?
+            }
+            Collective::AllGather => {
+                let send: &[u8] = bytemuck::cast_slice(&b.send[..]);
+                let recv: &mut [u8] = bytemuck::cast_slice_mut(&mut b.recv[..]);
+                world.all_gather_into(&send[..size], &mut recv[..size * n])?
+            }
+            Collective::AllToAll => {
+                let send: &[u8] = bytemuck::cast_slice(&b.send[..]);
+                let recv: &mut [u8] = bytemuck::cast_slice_mut(&mut b.recv[..]);
+                world.all_to_all_into(&send[..size * n], &mut recv[..size * n])?
+            }
+            Collective::Barrier => world.barrier()?,
+        }
+    }
+    let mine = [start.elapsed().as_secs_f64()];
+    let mut total = [0.0f64];
+    let root = world.process_at_rank(0);
+    if world.rank() == 0 {
+        root.reduce_into_root(&mine, &mut total, SystemOperation::sum())?;
+    } else {
+        root.reduce_into(&mine, SystemOperation::sum())?;
+    }
+    Ok(total[0] / n as f64)
+}

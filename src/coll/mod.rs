@@ -1,0 +1,559 @@
+//! Collectives on a [`World`]: barrier, broadcast, reduce, all-reduce, gather, scatter,
+//! all-gather, all-to-all and their variable-count forms, with rsmpi's names.
+//!
+//! They are built on the runtime's point-to-point messages with tags from a reserved negative
+//! range ([`RESERVED_TAGS`]), which a user's receive, even one for any tag, never matches. Every
+//! rank must call the same collectives in the same order. The algorithm is chosen from the rank
+//! count and size alone (the table is in BENCHMARKS.md, "Collectives"), so all ranks choose
+//! alike and float reductions are deterministic. Reduce steps of mid-size buffers between ranks
+//! that can read each other's memory use the fused read-reduce of [`reduce`](mod@reduce).
+//!
+//! Arguments that do not agree between ranks are reported, not trusted: every message's length
+//! is checked against the receiver's own expectation, so different counts end as
+//! [`CommError::Mismatch`] or [`CommError::Truncated`] on the rank that sees the difference
+//! (its peers then see that rank fail). This module does not own the message protocols
+//! (`comm`) nor the kernel calls (`vm`).
+
+mod op;
+pub mod reduce;
+
+use std::ops::Range;
+
+use bytemuck::Pod;
+
+use crate::comm::{CommError, Peer, World, scope};
+
+pub use op::{Integer, IntegerOperation, Number, Operation, SystemOperation, UserOperation};
+
+/// The tags the collectives use; a user's tags are 0 or more.
+pub const RESERVED_TAGS: Range<i32> = -64..-1;
+
+/// One tag per collective, so a message of one can never be taken by another.
+mod tag {
+    pub const BARRIER: i32 = -2;
+    pub const BCAST: i32 = -3;
+    pub const REDUCE: i32 = -4;
+    pub const REDUCE_DONE: i32 = -5;
+    pub const REDUCE_RESULT: i32 = -6;
+    pub const ALLREDUCE: i32 = -7;
+    pub const GATHER: i32 = -8;
+    pub const SCATTER: i32 = -9;
+    pub const ALLGATHER: i32 = -10;
+    pub const ALLTOALL: i32 = -11;
+}
+
+/// Broadcasts of at least this many bytes (and more than two ranks) scatter the buffer and
+/// gather it back around a ring, so the root sends each byte once instead of log2(n) times.
+pub const BCAST_SCATTER_BYTES: usize = 512 << 10;
+
+/// Scratch memory kept between calls, one buffer per [`Slot`].
+///
+/// A fresh buffer per call costs a page fault per 4 KiB page, which on a VM took longer than
+/// moving the data (BENCHMARKS.md, "Fused read-reduce"), so collectives reuse these.
+struct Scratch {
+    slots: [Vec<u128>; 2],
+}
+
+/// Which scratch buffer: the accumulator of a reduction, or a peer's incoming part.
+#[derive(Clone, Copy)]
+enum Slot {
+    Accumulator = 0,
+    Incoming = 1,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> =
+        const { std::cell::RefCell::new(Scratch { slots: [Vec::new(), Vec::new()] }) };
+}
+
+/// Buffers larger than this are freed after use rather than kept.
+const SCRATCH_KEEP_BYTES: usize = 64 << 20;
+
+/// Runs `f` with `len` elements of scratch memory (contents unspecified).
+fn with_scratch<T: Pod, R>(slot: Slot, len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let size = std::mem::size_of::<T>();
+    let mut store = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().slots[slot as usize]));
+    let words = (len * size).div_ceil(16);
+    if store.len() < words {
+        store.resize(words, 0);
+    }
+    let raw: &mut [u8] = bytemuck::cast_slice_mut(&mut store[..words]);
+    // u128 storage suits every primitive's alignment; a type with a larger one (or no size)
+    // gets a buffer of its own.
+    let result = match bytemuck::try_cast_slice_mut::<u8, T>(&mut raw[..len * size]) {
+        Ok(typed) if size > 0 => f(typed),
+        _ => f(&mut vec![T::zeroed(); len]),
+    };
+    if store.len() * 16 <= SCRATCH_KEEP_BYTES {
+        SCRATCH.with(|s| {
+            let kept = &mut s.borrow_mut().slots[slot as usize];
+            if kept.len() < store.len() {
+                *kept = store;
+            }
+        });
+    }
+    result
+}
+
+fn bytes<T: Pod>(s: &[T]) -> &[u8] {
+    bytemuck::cast_slice(s)
+}
+
+fn bytes_mut<T: Pod>(s: &mut [T]) -> &mut [u8] {
+    bytemuck::cast_slice_mut(s)
+}
+
+fn invalid(what: impl Into<String>) -> CommError {
+    CommError::InvalidArgument(what.into())
+}
+
+fn check_root(world: &World, root: i32) -> Result<i32, CommError> {
+    if (0..world.size()).contains(&root) {
+        Ok(root)
+    } else {
+        Err(CommError::InvalidRank {
+            rank: root,
+            size: world.size(),
+        })
+    }
+}
+
+fn check_length(from: i32, got: usize, want: usize) -> Result<(), CommError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(CommError::Mismatch {
+            rank: from,
+            what: format!("received {got} bytes where {want} were expected"),
+        })
+    }
+}
+
+/// Sends `data` to `rank` and waits until it may be reused.
+fn send(world: &World, rank: i32, tag: i32, data: &[u8]) -> Result<(), CommError> {
+    let id = world.post_send_reserved(rank, tag, data)?;
+    world.wait(id).map(|_| ())
+}
+
+/// Receives exactly `buf.len()` bytes from `rank`.
+fn receive(world: &World, rank: i32, tag: i32, buf: &mut [u8]) -> Result<(), CommError> {
+    let want = buf.len();
+    let id = world.post_receive_reserved(rank, tag, buf)?;
+    let status = world.wait(id)?;
+    check_length(rank, status.count_bytes(), want)
+}
+
+/// Sends `out` to `dest` while receiving exactly `inn.len()` bytes from `source`.
+///
+/// The two requests are waited for here, before `out` and `inn` are handed back, also when one
+/// of them fails (a scope would do the same, at a cost that shows at small sizes).
+fn exchange(
+    world: &World,
+    dest: i32,
+    out: &[u8],
+    source: i32,
+    inn: &mut [u8],
+    tag: i32,
+) -> Result<(), CommError> {
+    let want = inn.len();
+    let received = world.post_receive_reserved(source, tag, inn)?;
+    let sent = match world.post_send_reserved(dest, tag, out) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = world.wait(received);
+            return Err(e);
+        }
+    };
+    let got = world.wait(received);
+    let gone = world.wait(sent);
+    let status = got?;
+    gone?;
+    check_length(source, status.count_bytes(), want)
+}
+
+/// Block `i` of `n` nearly equal blocks of `len` items.
+fn block(len: usize, n: usize, i: usize) -> Range<usize> {
+    (len * i / n)..(len * (i + 1) / n)
+}
+
+/// The part `out` and the part `inn` of `buf`, which must not overlap.
+fn split_two(
+    buf: &mut [u8],
+    out: Range<usize>,
+    inn: Range<usize>,
+) -> Result<(&[u8], &mut [u8]), CommError> {
+    if inn.is_empty() {
+        return Ok((&buf[out], &mut []));
+    }
+    if out.is_empty() {
+        return Ok((&[], &mut buf[inn]));
+    }
+    if out.end <= inn.start {
+        let (low, high) = buf.split_at_mut(inn.start);
+        return Ok((&low[out], &mut high[..inn.len()]));
+    }
+    if inn.end <= out.start {
+        let (low, high) = buf.split_at_mut(out.start);
+        return Ok((&high[..out.len()], &mut low[inn]));
+    }
+    Err(invalid(format!(
+        "blocks {out:?} and {inn:?} of the receive buffer overlap"
+    )))
+}
+
+/// Ring all-gather of byte blocks: rank `r` holds block `(r + shift) % n` of `buf` and ends with
+/// all of them; `blocks[i]` is block `i`'s place in `buf`.
+fn ring_all_gather(
+    world: &World,
+    buf: &mut [u8],
+    blocks: &[Range<usize>],
+    shift: usize,
+    tag: i32,
+) -> Result<(), CommError> {
+    let n = world.size() as usize;
+    let r = world.rank() as usize;
+    let next = ((r + 1) % n) as i32;
+    let prev = ((r + n - 1) % n) as i32;
+    for k in 0..n.saturating_sub(1) {
+        let out = blocks[(r + shift + n - k) % n].clone();
+        let inn = blocks[(r + shift + 2 * n - k - 1) % n].clone();
+        let (out, inn) = split_two(buf, out, inn)?;
+        exchange(world, next, out, prev, inn, tag)?;
+    }
+    Ok(())
+}
+
+/// Checks that `counts` and `displs` (in elements) have one entry per rank and fit `len`;
+/// returns the byte ranges.
+fn ranges<T>(
+    n: usize,
+    counts: &[usize],
+    displs: &[usize],
+    len: usize,
+    what: &str,
+) -> Result<Vec<Range<usize>>, CommError> {
+    if counts.len() != n || displs.len() != n {
+        return Err(invalid(format!(
+            "{what}: {} counts and {} displacements for {n} ranks",
+            counts.len(),
+            displs.len()
+        )));
+    }
+    let size = std::mem::size_of::<T>();
+    counts
+        .iter()
+        .zip(displs)
+        .enumerate()
+        .map(|(i, (&c, &d))| match d.checked_add(c) {
+            Some(end) if end <= len => Ok(d * size..end * size),
+            _ => Err(invalid(format!(
+                "{what}: block {i} ({c} elements at {d}) lies outside the {len}-element buffer"
+            ))),
+        })
+        .collect()
+}
+
+impl World {
+    /// Returns when every rank has called it (dissemination: log2(n) rounds of empty messages).
+    pub fn barrier(&self) -> Result<(), CommError> {
+        let n = self.size();
+        let r = self.rank();
+        let mut k = 1;
+        while k < n {
+            exchange(
+                self,
+                (r + k) % n,
+                &[],
+                (r - k + n) % n,
+                &mut [],
+                tag::BARRIER,
+            )?;
+            k *= 2;
+        }
+        Ok(())
+    }
+
+    /// Every rank's `send` (the same length everywhere) lands in every rank's `recv`, in rank
+    /// order; `recv` holds `size × send.len()` elements.
+    pub fn all_gather_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        let n = self.size() as usize;
+        let c = send.len();
+        if recv.len() != n * c {
+            return Err(invalid(format!(
+                "all_gather_into: {} receive elements for {n} ranks of {c}",
+                recv.len()
+            )));
+        }
+        let counts = vec![c; n];
+        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
+        self.all_gather_varcount_into(send, recv, &counts, &displs)
+    }
+
+    /// Rank `i`'s `send` (`counts[i]` elements) lands at `recv[displs[i]..]` on every rank
+    /// (a ring: each rank sends to the next, receives from the previous, n - 1 steps).
+    pub fn all_gather_varcount_into<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError> {
+        let n = self.size() as usize;
+        let r = self.rank() as usize;
+        let blocks = ranges::<T>(n, counts, displs, recv.len(), "all_gather_varcount_into")?;
+        if send.len() != counts[r] {
+            return Err(invalid(format!(
+                "all_gather_varcount_into: {} elements to send, counts[{r}] is {}",
+                send.len(),
+                counts[r]
+            )));
+        }
+        let recv = bytes_mut(recv);
+        recv[blocks[r].clone()].copy_from_slice(bytes(send));
+        ring_all_gather(self, recv, &blocks, 0, tag::ALLGATHER)
+    }
+
+    /// Rank `i` sends block `j` of its `send` to rank `j`, which stores it as block `i` of its
+    /// `recv`; blocks are `send.len() / size` elements.
+    pub fn all_to_all_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        let n = self.size() as usize;
+        if !send.len().is_multiple_of(n) || recv.len() != send.len() {
+            return Err(invalid(format!(
+                "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
+                send.len(),
+                recv.len()
+            )));
+        }
+        let c = send.len() / n;
+        let counts = vec![c; n];
+        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
+        self.all_to_all_varcount_into(send, &counts, &displs, recv, &counts, &displs)
+    }
+
+    /// Pairwise exchange: at step k rank r sends its block for r + k and receives the block
+    /// from r - k, so no rank is read by more than one other at a time.
+    pub fn all_to_all_varcount_into<T: Pod>(
+        &self,
+        send: &[T],
+        send_counts: &[usize],
+        send_displs: &[usize],
+        recv: &mut [T],
+        recv_counts: &[usize],
+        recv_displs: &[usize],
+    ) -> Result<(), CommError> {
+        let n = self.size() as usize;
+        let r = self.rank() as usize;
+        let out = ranges::<T>(n, send_counts, send_displs, send.len(), "all_to_all (send)")?;
+        let inn = ranges::<T>(n, recv_counts, recv_displs, recv.len(), "all_to_all (recv)")?;
+        let (send, recv) = (bytes(send), bytes_mut(recv));
+        check_length(r as i32, out[r].len(), inn[r].len())?;
+        recv[inn[r].clone()].copy_from_slice(&send[out[r].clone()]);
+        for k in 1..n {
+            let dest = (r + k) % n;
+            let source = (r + n - k) % n;
+            exchange(
+                self,
+                dest as i32,
+                &send[out[dest].clone()],
+                source as i32,
+                &mut recv[inn[source].clone()],
+                tag::ALLTOALL,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Peer<'_> {
+    /// Copies the root's (this peer's) `buf` into every rank's `buf`.
+    pub fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
+        let world = self.world();
+        let root = check_root(world, self.rank())?;
+        broadcast_bytes(world, root, bytes_mut(buf), tag::BCAST)
+    }
+
+    /// On the root: gathers every rank's `send` into `recv` in rank order.
+    pub fn gather_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        let n = self.world().size() as usize;
+        let c = send.len();
+        if recv.len() != n * c {
+            return Err(invalid(format!(
+                "gather_into_root: {} receive elements for {n} ranks of {c}",
+                recv.len()
+            )));
+        }
+        let counts = vec![c; n];
+        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
+        self.gather_varcount_into_root(send, recv, &counts, &displs)
+    }
+
+    /// On a rank other than the root: contributes `send` to a gather.
+    pub fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+        let world = self.world();
+        let root = self.non_root(world, "gather_into")?;
+        self::send(world, root, tag::GATHER, bytes(send))
+    }
+
+    /// On the root: rank `i`'s `send` lands at `recv[displs[i]..][..counts[i]]`.
+    pub fn gather_varcount_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError> {
+        let world = self.world();
+        let root = self.at_root(world, "gather_varcount_into_root")?;
+        let n = world.size() as usize;
+        let blocks = ranges::<T>(n, counts, displs, recv.len(), "gather_varcount_into_root")?;
+        let recv = bytes_mut(recv);
+        check_length(
+            root,
+            std::mem::size_of_val(send),
+            blocks[root as usize].len(),
+        )?;
+        recv[blocks[root as usize].clone()].copy_from_slice(bytes(send));
+        // Linear, in rank order: the root takes one sender at a time, which keeps it from
+        // being read by many at once.
+        for (i, b) in blocks.iter().enumerate() {
+            if i != root as usize {
+                receive(world, i as i32, tag::GATHER, &mut recv[b.clone()])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// On a rank other than the root: contributes `send` to a variable-count gather.
+    pub fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+        self.gather_into(send)
+    }
+
+    /// On the root: block `i` of `send` (`recv.len()` elements each) goes to rank `i`.
+    pub fn scatter_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        let n = self.world().size() as usize;
+        let c = recv.len();
+        if send.len() != n * c {
+            return Err(invalid(format!(
+                "scatter_into_root: {} send elements for {n} ranks of {c}",
+                send.len()
+            )));
+        }
+        let counts = vec![c; n];
+        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
+        self.scatter_varcount_into_root(send, &counts, &displs, recv)
+    }
+
+    /// On a rank other than the root: receives this rank's block of a scatter.
+    pub fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+        let world = self.world();
+        let root = self.non_root(world, "scatter_into")?;
+        receive(world, root, tag::SCATTER, bytes_mut(recv))
+    }
+
+    /// On the root: `send[displs[i]..][..counts[i]]` goes to rank `i`.
+    pub fn scatter_varcount_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        counts: &[usize],
+        displs: &[usize],
+        recv: &mut [T],
+    ) -> Result<(), CommError> {
+        let world = self.world();
+        let root = self.at_root(world, "scatter_varcount_into_root")?;
+        let n = world.size() as usize;
+        let blocks = ranges::<T>(n, counts, displs, send.len(), "scatter_varcount_into_root")?;
+        let send = bytes(send);
+        let own = blocks[root as usize].clone();
+        check_length(root, own.len(), std::mem::size_of_val(recv))?;
+        bytes_mut(recv).copy_from_slice(&send[own]);
+        scope(|scope| {
+            let mut sent = Vec::with_capacity(n);
+            for (i, b) in blocks.iter().enumerate() {
+                if i != root as usize {
+                    let id = world.post_send_reserved(i as i32, tag::SCATTER, &send[b.clone()])?;
+                    sent.push(scope.register(world.clone(), id));
+                }
+            }
+            sent.into_iter().try_for_each(|s| s.wait().map(|_| ()))
+        })
+    }
+
+    /// On a rank other than the root: receives this rank's block of a variable-count scatter.
+    pub fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+        self.scatter_into(recv)
+    }
+
+    /// The root's rank, checked to be in the world and to be this rank.
+    fn at_root(&self, world: &World, what: &str) -> Result<i32, CommError> {
+        let root = check_root(world, self.rank())?;
+        if root != world.rank() {
+            return Err(invalid(format!(
+                "{what} is for the root (rank {root}); rank {} is not it",
+                world.rank()
+            )));
+        }
+        Ok(root)
+    }
+
+    /// The root's rank, checked to be in the world and not to be this rank.
+    fn non_root(&self, world: &World, what: &str) -> Result<i32, CommError> {
+        let root = check_root(world, self.rank())?;
+        if root == world.rank() {
+            return Err(invalid(format!(
+                "{what} is for ranks other than the root; rank {root} is the root"
+            )));
+        }
+        Ok(root)
+    }
+}
+
+/// Broadcast of bytes from `root`: a binomial tree, or for large buffers on more than two ranks
+/// a scatter from the root followed by a ring all-gather (van de Geijn).
+fn broadcast_bytes(world: &World, root: i32, buf: &mut [u8], tag: i32) -> Result<(), CommError> {
+    let n = world.size();
+    if n == 1 {
+        return Ok(());
+    }
+    let r = world.rank();
+    let vr = (r - root + n) % n;
+    let abs = |v: i32| (v + root) % n;
+    if buf.len() >= BCAST_SCATTER_BYTES && n > 2 {
+        let nu = n as usize;
+        // Relative rank v owns block v; `ring_all_gather` works in absolute ranks, so block
+        // `i` of its list is relative block (i - root).
+        let blocks: Vec<Range<usize>> = (0..nu)
+            .map(|i| block(buf.len(), nu, (i + nu - root as usize) % nu))
+            .collect();
+        if vr == 0 {
+            scope(|scope| {
+                let mut sent = Vec::with_capacity(nu);
+                for v in 1..n {
+                    let b = block(buf.len(), nu, v as usize);
+                    let id = world.post_send_reserved(abs(v), tag, &buf[b])?;
+                    sent.push(scope.register(world.clone(), id));
+                }
+                sent.into_iter().try_for_each(|s| s.wait().map(|_| ()))
+            })?;
+        } else {
+            let b = block(buf.len(), nu, vr as usize);
+            receive(world, root, tag, &mut buf[b])?;
+        }
+        return ring_all_gather(world, buf, &blocks, 0, tag);
+    }
+    let mut mask = 1;
+    while mask < n {
+        if vr & mask != 0 {
+            receive(world, abs(vr - mask), tag, buf)?;
+            break;
+        }
+        mask <<= 1;
+    }
+    mask >>= 1;
+    while mask > 0 {
+        if vr + mask < n {
+            send(world, abs(vr + mask), tag, buf)?;
+        }
+        mask >>= 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! Reduce and all-reduce, and the step they repeat: combining a peer's contribution into this
+//! rank's accumulator.
+//!
+//! A step can move the peer's data three ways ([`ReduceStep`]):
+//! - `Copy`: an ordinary message (two copies through shared memory, or one by single copy),
+//!   then the combination reads the received buffer again;
+//! - `ReadThenReduce`: the peer sends its buffer's address; this rank pulls it whole with
+//!   `process_vm_readv` into a temporary buffer, then combines;
+//! - `Fused`: the same pull, in cache-sized chunks into one small scratch buffer, each chunk
+//!   combined at once while it is still in cache, so the peer's data never lands in memory as
+//!   a whole ("reduce while copying").
+//!
+//! In the two single-copy steps the peer waits for a completion message before it may reuse
+//! or free the buffer it lent. Which step is used is chosen by size unless set with
+//! `ONECOPY_REDUCE` (`copy`, `read`, `fused`) or [`set_step`].
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use bytemuck::Pod;
+
+use super::{
+    Operation, Slot, bytes, bytes_mut, exchange, invalid, receive, send, tag, with_scratch,
+};
+use crate::comm::{CommError, Mode, Peer, World};
+
+/// How a reduce step moves the peer's contribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceStep {
+    /// A message, then the combination.
+    Copy,
+    /// A single-copy read of the whole contribution into a temporary buffer, then the
+    /// combination.
+    ReadThenReduce,
+    /// Single-copy reads of cache-sized chunks, each combined at once.
+    Fused,
+}
+
+/// Reduce steps from this many bytes up to [`FUSED_MAX_BYTES`] use [`ReduceStep::Fused`] when
+/// the job has single copy; smaller ones go inline in a ring record, faster than the three
+/// messages a lent buffer needs (BENCHMARKS.md, "Fused read-reduce").
+pub const FUSED_MIN_BYTES: usize = 16 << 10;
+
+/// Reduce steps of this many bytes and more use [`ReduceStep::Copy`]: on the reference machine
+/// the streamed double copy keeps both ranks' cores copying and beat one core pulling and
+/// combining (BENCHMARKS.md, "Fused read-reduce").
+pub const FUSED_MAX_BYTES: usize = 128 << 10;
+
+/// Bytes read per `process_vm_readv` call in a fused step, so that the chunk and the
+/// accumulator's part stay in a 1 MiB L2 (16 KiB to 512 KiB measured alike;
+/// `ONECOPY_REDUCE_CHUNK` overrides it).
+pub const FUSED_CHUNK_BYTES: usize = 64 << 10;
+
+/// All-reduces of at least this many bytes with a commutative operation use a ring
+/// (reduce-scatter then all-gather) instead of recursive doubling.
+pub const ALLREDUCE_RING_BYTES: usize = 256 << 10;
+
+/// 0: not read yet; 1: automatic; 2 + step: forced.
+static STEP: AtomicU8 = AtomicU8::new(0);
+
+/// Forces every reduce step of this process to `step` (`None`: choose by size), for
+/// measurements and tests. Every rank of a job must make the same choice.
+pub fn set_step(step: Option<ReduceStep>) {
+    STEP.store(encode(step), Ordering::Relaxed);
+}
+
+fn encode(step: Option<ReduceStep>) -> u8 {
+    match step {
+        None => 1,
+        Some(ReduceStep::Copy) => 2,
+        Some(ReduceStep::ReadThenReduce) => 3,
+        Some(ReduceStep::Fused) => 4,
+    }
+}
+
+fn forced() -> Option<ReduceStep> {
+    let mut v = STEP.load(Ordering::Relaxed);
+    if v == 0 {
+        let step = match std::env::var("ONECOPY_REDUCE").as_deref() {
+            Ok("copy") => Some(ReduceStep::Copy),
+            Ok("read") => Some(ReduceStep::ReadThenReduce),
+            Ok("fused") => Some(ReduceStep::Fused),
+            _ => None,
+        };
+        v = encode(step);
+        STEP.store(v, Ordering::Relaxed);
+    }
+    match v {
+        2 => Some(ReduceStep::Copy),
+        3 => Some(ReduceStep::ReadThenReduce),
+        4 => Some(ReduceStep::Fused),
+        _ => None,
+    }
+}
+
+fn chunk_bytes() -> usize {
+    std::env::var("ONECOPY_REDUCE_CHUNK")
+        .ok()
+        .and_then(|t| crate::tools::parse_number(&t).ok())
+        .filter(|&c| c >= 64)
+        .unwrap_or(FUSED_CHUNK_BYTES)
+}
+
+/// The step for `len` bytes in this job: every rank computes the same.
+fn step_for(world: &World, len: usize) -> ReduceStep {
+    if world.mode() == Mode::Shm {
+        return ReduceStep::Copy;
+    }
+    match forced() {
+        Some(step) => step,
+        None if (FUSED_MIN_BYTES..FUSED_MAX_BYTES).contains(&len) => ReduceStep::Fused,
+        None => ReduceStep::Copy,
+    }
+}
+
+/// Hands `data` to `parent`, which combines it into its accumulator; returns once `data` may
+/// be reused.
+fn give<T: Pod>(world: &World, parent: i32, data: &[T], step: ReduceStep) -> Result<(), CommError> {
+    let data = bytes(data);
+    if step == ReduceStep::Copy {
+        return send(world, parent, tag::REDUCE, data);
+    }
+    let lent = [data.as_ptr() as u64, data.len() as u64];
+    send(world, parent, tag::REDUCE, bytes(&lent))?;
+    // `data` stays borrowed, untouched, until the parent says it has finished reading it.
+    let mut done = [0u8; 1];
+    receive(world, parent, tag::REDUCE_DONE, &mut done)?;
+    if done[0] != 0 {
+        return Err(CommError::Mismatch {
+            rank: parent,
+            what: format!(
+                "rank {parent} could not use this rank's {} bytes",
+                data.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `acc = acc op (child's contribution)`.
+fn take<T: Pod, O: Operation<T>>(
+    world: &World,
+    child: i32,
+    acc: &mut [T],
+    op: &O,
+    step: ReduceStep,
+) -> Result<(), CommError> {
+    if step == ReduceStep::Copy {
+        return with_scratch(Slot::Incoming, acc.len(), |got: &mut [T]| {
+            receive(world, child, tag::REDUCE, bytes_mut(got))?;
+            op.reduce_into_left(acc, got);
+            Ok(())
+        });
+    }
+    let mut lent = [0u64; 2];
+    receive(world, child, tag::REDUCE, bytes_mut(&mut lent))?;
+    let want = std::mem::size_of_val(acc);
+    let result = if lent[1] != want as u64 {
+        Err(CommError::Mismatch {
+            rank: child,
+            what: format!(
+                "contribution of {} bytes where {want} were expected",
+                lent[1]
+            ),
+        })
+    } else {
+        pull(world, child, lent[0] as usize, acc, op, step)
+    };
+    // The child waits for this whatever happened here, or it would never free its buffer.
+    let done = [u8::from(result.is_err())];
+    send(world, child, tag::REDUCE_DONE, &done)?;
+    result
+}
+
+/// Reads the child's `acc.len()` elements at `addr` and combines them into `acc`.
+fn pull<T: Pod, O: Operation<T>>(
+    world: &World,
+    child: i32,
+    addr: usize,
+    acc: &mut [T],
+    op: &O,
+    step: ReduceStep,
+) -> Result<(), CommError> {
+    let size = std::mem::size_of::<T>().max(1);
+    let per = match step {
+        ReduceStep::Fused => (chunk_bytes() / size).max(1),
+        _ => acc.len().max(1),
+    };
+    with_scratch(Slot::Incoming, per.min(acc.len()), |scratch: &mut [T]| {
+        let outcome = world.with_peer_process(child, |process| -> Result<(), CommError> {
+            let mut at = 0;
+            for part in acc.chunks_mut(per) {
+                let got = &mut scratch[..part.len()];
+                process.read_exact(addr + at, bytes_mut(got))?;
+                op.reduce_into_left(part, got);
+                at += std::mem::size_of_val(part);
+            }
+            Ok(())
+        });
+        outcome.unwrap_or_else(|| {
+            Err(CommError::Config(format!(
+                "no single copy to rank {child} for a reduce step"
+            )))
+        })
+    })
+}
+
+/// Binomial tree towards rank 0 in which every parent holds the lower ranks: on rank 0 `acc`
+/// ends as `x0 op x1 op ... op x(n-1)`. `acc` is as long as `send`; ranks other than 0 pass
+/// `None` and use scratch memory when they have children.
+fn tree_reduce<T: Pod, O: Operation<T>>(
+    world: &World,
+    send: &[T],
+    acc: Option<&mut [T]>,
+    op: &O,
+) -> Result<(), CommError> {
+    let (n, r) = (world.size(), world.rank());
+    let step = step_for(world, std::mem::size_of_val(send));
+    let has_children = r % 2 == 0 && r + 1 < n;
+    let climb = |acc: &mut [T]| -> Result<(), CommError> {
+        acc.copy_from_slice(send);
+        let mut mask = 1;
+        while mask < n {
+            if r & mask != 0 {
+                return give(world, r - mask, acc, step);
+            }
+            if r + mask < n {
+                take(world, r + mask, acc, op, step)?;
+            }
+            mask <<= 1;
+        }
+        Ok(())
+    };
+    match acc {
+        Some(acc) => climb(acc),
+        None if has_children => with_scratch(Slot::Accumulator, send.len(), climb),
+        // A leaf lends its own buffer: nothing to combine into.
+        None => give(world, r & (r - 1), send, step),
+    }
+}
+
+impl Peer<'_> {
+    /// On the root: `recv = x0 op x1 op ... op x(n-1)` over every rank's `send`.
+    pub fn reduce_into_root<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let world = self.world();
+        let root = self.checked_root(world)?;
+        if root != world.rank() {
+            return Err(invalid(format!(
+                "reduce_into_root is for the root (rank {root}); rank {} is not it",
+                world.rank()
+            )));
+        }
+        if recv.len() != send.len() {
+            return Err(invalid(format!(
+                "reduce_into_root: {} receive elements for {} sent",
+                recv.len(),
+                send.len()
+            )));
+        }
+        if root == 0 {
+            tree_reduce(world, send, Some(recv), &op)
+        } else {
+            tree_reduce(world, send, None, &op)?;
+            // The tree keeps rank order by ending on rank 0; the result then moves once.
+            receive(world, 0, tag::REDUCE_RESULT, bytes_mut(recv))
+        }
+    }
+
+    /// On a rank other than the root: contributes `send` to a reduction.
+    pub fn reduce_into<T: Pod, O: Operation<T>>(&self, send: &[T], op: O) -> Result<(), CommError> {
+        let world = self.world();
+        let root = self.checked_root(world)?;
+        if root == world.rank() {
+            return Err(invalid(format!(
+                "reduce_into is for ranks other than the root; rank {root} is the root"
+            )));
+        }
+        if world.rank() == 0 {
+            with_scratch(Slot::Accumulator, send.len(), |acc: &mut [T]| {
+                tree_reduce(world, send, Some(acc), &op)?;
+                send_result(world, root, acc)
+            })
+        } else {
+            tree_reduce(world, send, None, &op)
+        }
+    }
+
+    fn checked_root(&self, world: &World) -> Result<i32, CommError> {
+        super::check_root(world, self.rank())
+    }
+}
+
+fn send_result<T: Pod>(world: &World, root: i32, acc: &[T]) -> Result<(), CommError> {
+    send(world, root, tag::REDUCE_RESULT, bytes(acc))
+}
+
+impl World {
+    /// `recv = x0 op x1 op ... op x(n-1)` over every rank's `send`, on every rank (the same bits
+    /// everywhere).
+    ///
+    /// Recursive doubling below [`ALLREDUCE_RING_BYTES`] or for a non-commutative operation;
+    /// above, a ring reduce-scatter and a ring all-gather, which move 2(n-1)/n of the data per
+    /// rank instead of log2(n) times all of it.
+    pub fn all_reduce_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        if recv.len() != send.len() {
+            return Err(invalid(format!(
+                "all_reduce_into: {} receive elements for {} sent",
+                recv.len(),
+                send.len()
+            )));
+        }
+        recv.copy_from_slice(send);
+        let n = self.size() as usize;
+        if n == 1 {
+            return Ok(());
+        }
+        if std::mem::size_of_val(send) >= ALLREDUCE_RING_BYTES
+            && op.is_commutative()
+            && send.len() >= n
+        {
+            ring_all_reduce(self, recv, &op)
+        } else {
+            recursive_doubling(self, recv, &op)
+        }
+    }
+}
+
+/// Recursive doubling; with n not a power of two, the first 2·(n - p) ranks pair up first
+/// (even into odd) so that p ranks remain, each holding a run of consecutive ranks.
+fn recursive_doubling<T: Pod, O: Operation<T>>(
+    world: &World,
+    acc: &mut [T],
+    op: &O,
+) -> Result<(), CommError> {
+    with_scratch(Slot::Incoming, acc.len(), |other: &mut [T]| {
+        doubling_rounds(world, acc, other, op)
+    })
+}
+
+fn doubling_rounds<T: Pod, O: Operation<T>>(
+    world: &World,
+    acc: &mut [T],
+    other: &mut [T],
+    op: &O,
+) -> Result<(), CommError> {
+    let (n, r) = (world.size(), world.rank());
+    let p = 1 << (31 - n.leading_zeros());
+    let rem = n - p;
+    let new_rank = if r < 2 * rem {
+        if r % 2 == 0 {
+            send(world, r + 1, tag::ALLREDUCE, bytes(acc))?;
+            None
+        } else {
+            receive(world, r - 1, tag::ALLREDUCE, bytes_mut(other))?;
+            op.reduce_into_right(other, acc);
+            Some(r / 2)
+        }
+    } else {
+        Some(r - rem)
+    };
+    if let Some(me) = new_rank {
+        let mut mask = 1;
+        while mask < p {
+            let partner_new = me ^ mask;
+            let partner = if partner_new < rem {
+                partner_new * 2 + 1
+            } else {
+                partner_new + rem
+            };
+            exchange(
+                world,
+                partner,
+                bytes(acc),
+                partner,
+                bytes_mut(other),
+                tag::ALLREDUCE,
+            )?;
+            // Both partners compute (lower op higher) from the same two operands: same bits.
+            if partner_new < me {
+                op.reduce_into_right(other, acc);
+            } else {
+                op.reduce_into_left(acc, other);
+            }
+            mask <<= 1;
+        }
+    }
+    if r < 2 * rem {
+        if r % 2 == 1 {
+            send(world, r - 1, tag::ALLREDUCE, bytes(acc))?;
+        } else {
+            receive(world, r + 1, tag::ALLREDUCE, bytes_mut(acc))?;
+        }
+    }
+    Ok(())
+}
+
+/// Ring reduce-scatter (block b is combined along the ring starting after rank b, a fixed
+/// order) followed by a ring all-gather of the reduced blocks.
+fn ring_all_reduce<T: Pod, O: Operation<T>>(
+    world: &World,
+    acc: &mut [T],
+    op: &O,
+) -> Result<(), CommError> {
+    let n = world.size() as usize;
+    let blocks: Vec<_> = (0..n).map(|i| super::block(acc.len(), n, i)).collect();
+    let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
+    with_scratch(Slot::Incoming, widest, |other: &mut [T]| {
+        ring_reduce_scatter(world, acc, other, &blocks, op)
+    })?;
+    // Rank r now holds block r + 1 complete.
+    let size = std::mem::size_of::<T>();
+    let byte_blocks: Vec<_> = blocks
+        .iter()
+        .map(|b| b.start * size..b.end * size)
+        .collect();
+    super::ring_all_gather(world, bytes_mut(acc), &byte_blocks, 1, tag::ALLREDUCE)
+}
+
+fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
+    world: &World,
+    acc: &mut [T],
+    other: &mut [T],
+    blocks: &[std::ops::Range<usize>],
+    op: &O,
+) -> Result<(), CommError> {
+    let n = world.size() as usize;
+    let r = world.rank() as usize;
+    let next = ((r + 1) % n) as i32;
+    let prev = ((r + n - 1) % n) as i32;
+    for k in 0..n - 1 {
+        let out = blocks[(r + n - k) % n].clone();
+        let inn = blocks[(r + 2 * n - k - 1) % n].clone();
+        let got = &mut other[..inn.len()];
+        exchange(
+            world,
+            next,
+            bytes(&acc[out]),
+            prev,
+            bytes_mut(got),
+            tag::ALLREDUCE,
+        )?;
+        op.reduce_into_right(got, &mut acc[inn]);
+    }
+    Ok(())
+}
