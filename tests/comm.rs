@@ -471,3 +471,45 @@ fn blocked_single_copy_falls_back_to_shm_copy() {
         "one rank blocked",
     );
 }
+
+/// Messages that arrive before their receives are kept in reused buffers: every one must come
+/// out with its own length and bytes, whatever the sizes before it.
+#[test]
+fn early_messages_keep_their_own_bytes() {
+    let _dog = common::watchdog("early_messages_keep_their_own_bytes", 60);
+    fn body(world: &World) -> Result<(), String> {
+        let peer = world.process_at_rank(1 - world.rank());
+        // All inline or eager (at most 64 KiB): a blocking send of a larger message would wait
+        // for its receive, which is posted only after the tag 6 message.
+        let sizes: Vec<usize> = (0..120)
+            .map(|i| [60_000, 10, 5000, 0, 65_000, 1024, 33_333][i % 7] + i)
+            .collect();
+        if world.rank() == 0 {
+            for (i, &len) in sizes.iter().enumerate() {
+                peer.send_with_tag(&pattern(i, len), 5)
+                    .map_err(|e| e.to_string())?;
+            }
+            peer.send_with_tag(&[1u8], 6).map_err(|e| e.to_string())?;
+        } else {
+            // Wait until everything has arrived unexpected, then take it.
+            peer.receive_into_with_tag(&mut [0u8; 1], 6)
+                .map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 70_000];
+            for (i, &len) in sizes.iter().enumerate() {
+                let st = peer
+                    .receive_into_with_tag(&mut buf, 5)
+                    .map_err(|e| e.to_string())?;
+                if st.count_bytes() != len || buf[..len] != pattern(i, len)[..] {
+                    return Err(format!(
+                        "early message {i} ({len} bytes) came back as {} bytes",
+                        st.count_bytes()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+    for t in ["auto", "shm-copy"] {
+        assert_all_ok(&run_job(2, t, body), t);
+    }
+}

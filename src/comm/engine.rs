@@ -180,6 +180,10 @@ pub(crate) struct Engine {
     pub peers: Vec<Option<Process>>,
     pub mode: Mode,
     pub limits: Limits,
+    /// More ranks than CPUs: waiting ranks yield at once instead of spinning.
+    pub oversubscribed: bool,
+    /// Buffers of delivered early messages, for reuse.
+    spare: Vec<Vec<u8>>,
     writers: Vec<Writer>,
     readers: Vec<Reader>,
     eager_next: Vec<usize>,
@@ -239,6 +243,8 @@ impl Engine {
             peers,
             mode,
             limits,
+            oversubscribed: false,
+            spare: Vec::new(),
             writers: (0..n).map(|_| Writer::default()).collect(),
             readers: (0..n).map(|_| Reader::default()).collect(),
             eager_next: vec![0; n],
@@ -536,6 +542,32 @@ impl Engine {
         }
     }
 
+    /// A buffer of `len` bytes for a message that arrived before its receive, reused from
+    /// earlier ones: a fresh allocation per early message costs page faults every time (the
+    /// allocator hands large freed blocks back to the kernel), which made a sender running ahead
+    /// of its receiver several times slower. The contents are stale; callers overwrite them.
+    fn spare_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = match self.spare.iter().position(|b| b.capacity() >= len) {
+            Some(i) => self.spare.swap_remove(i),
+            None => self.spare.pop().unwrap_or_default(),
+        };
+        if buf.len() < len {
+            buf.resize(len, 0);
+        } else {
+            buf.truncate(len);
+        }
+        buf
+    }
+
+    /// Keeps a delivered early message's buffer for the next one (a bounded number of them).
+    fn recycle(&mut self, buf: Vec<u8>) {
+        const KEEP: usize = 64;
+        const LARGEST: usize = 4 << 20;
+        if self.spare.len() < KEEP && buf.capacity() <= LARGEST {
+            self.spare.push(buf);
+        }
+    }
+
     /// Removes and returns the first posted receive that matches a message from `source` with
     /// `tag`.
     fn take_posted(&mut self, source: usize, tag: i32) -> Option<(u64, RecvBuf)> {
@@ -568,6 +600,7 @@ impl Engine {
             Body::Data(bytes) => {
                 let result = self.copy_into(buf, &bytes, source, tag);
                 self.finish(id, result);
+                self.recycle(bytes);
                 Ok(())
             }
             Body::Rts(rts) => self.start_rendezvous(id, source, tag, rts, buf),
@@ -827,7 +860,7 @@ impl Engine {
                     self.finish(id, result);
                     return Ok(());
                 }
-                let mut bytes = vec![0u8; len];
+                let mut bytes = self.spare_buffer(len);
                 let ring = self.ring(source, self.me);
                 self.readers[source]
                     .read(&ring, record, 0, &mut bytes)
@@ -877,7 +910,7 @@ impl Engine {
                     self.finish(id, result);
                     return Ok(());
                 }
-                let mut bytes = vec![0u8; len];
+                let mut bytes = self.spare_buffer(len);
                 // SAFETY: the sender filled the slot before publishing this record (seen with
                 // Acquire) and leaves it alone until we free it below.
                 unsafe { crate::shm::copy_out(&self.world.segment, offset, &mut bytes) };

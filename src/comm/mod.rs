@@ -190,15 +190,22 @@ impl Idle {
             return Ok(());
         }
         self.spins = self.spins.wrapping_add(1);
-        // The clock is read every 64 rounds only: a round is tens of nanoseconds.
-        if !self.spins.is_multiple_of(64) {
+        // The clock is read every 64 rounds only: a round is tens of nanoseconds. With more
+        // ranks than CPUs every round is a yield instead, and the clock is read each time.
+        if !engine.oversubscribed && !self.spins.is_multiple_of(64) {
             std::hint::spin_loop();
             return Ok(());
         }
         let since = *self.since.get_or_insert_with(Instant::now);
-        if since.elapsed() < crate::shm::spin_budget() {
+        if engine.oversubscribed {
+            // More ranks than CPUs: the rank we wait for may need this very CPU, so give it
+            // away now, and sleep soon (a tenth of the spin budget).
+            std::thread::yield_now();
+            if since.elapsed() < crate::shm::spin_budget() {
+                return Ok(());
+            }
+        } else if since.elapsed() < crate::shm::spin_budget() {
             if self.spins.is_multiple_of(1024) {
-                // Let a rank that shares this core run (more ranks than cores).
                 std::thread::yield_now();
             }
             return Ok(());
@@ -722,7 +729,7 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
         }
     };
     let world = layout::World::open(segment, size)?;
-    bind_if_room(rank, size)?;
+    let oversubscribed = bind_if_room(rank, size)?;
 
     // Admit the launcher and its descendants (the other ranks) as ptracers where Yama restricts
     // ptrace to ancestors; nobody else.
@@ -830,7 +837,8 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
         ("auto", _) => auto_cma_threshold()?,
         _ => 0,
     };
-    let engine = Engine::new(world, rank, peers, mode, limits);
+    let mut engine = Engine::new(world, rank, peers, mode, limits);
+    engine.oversubscribed = oversubscribed;
     Ok(Universe {
         world: World {
             shared: Rc::new(Shared {
@@ -845,10 +853,12 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
 /// Binds rank `rank` to one CPU of those this process may use, when every rank can have its own
 /// (`ONECOPY_BIND=none` turns it off), as MPI launchers do: a rank that spins while waiting must
 /// not share a core with the rank it waits for, and the scheduler does not always separate them.
-fn bind_if_room(rank: usize, size: usize) -> Result<(), CommError> {
+/// Returns whether there are more ranks than CPUs: then a waiting rank must give its CPU away at
+/// once rather than spin.
+fn bind_if_room(rank: usize, size: usize) -> Result<bool, CommError> {
     match std::env::var("ONECOPY_BIND").as_deref() {
         Err(_) | Ok("core") => {}
-        Ok("none") => return Ok(()),
+        Ok("none") => return Ok(false),
         Ok(other) => {
             return Err(CommError::Config(format!(
                 "ONECOPY_BIND={other}: use core or none"
@@ -856,19 +866,19 @@ fn bind_if_room(rank: usize, size: usize) -> Result<(), CommError> {
         }
     }
     let Ok(allowed) = rustix::thread::sched_getaffinity(None) else {
-        return Ok(());
+        return Ok(false);
     };
     let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
         .filter(|&c| allowed.is_set(c))
         .collect();
     if size > cpus.len() {
-        return Ok(());
+        return Ok(true);
     }
     let mut one = rustix::thread::CpuSet::new();
     one.set(cpus[rank]);
     // Best effort: a refused binding leaves the scheduler in charge.
     let _ = rustix::thread::sched_setaffinity(None, &one);
-    Ok(())
+    Ok(false)
 }
 
 /// Protocol thresholds: `ONECOPY_INLINE_LIMIT` and `ONECOPY_EAGER_LIMIT` override the defaults.
