@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use onecopy::child::{Child, Exit};
+use onecopy::child::Child;
 use onecopy::comm::{self, JobSpec};
 use onecopy::shm::Segment;
 use onecopy::vm::{Process, RemoteRange};
@@ -282,58 +282,7 @@ fn the_setup_api_refuses_garbage() {
 
 /// Runs `body` in two forked ranks of one job; returns each rank's error, if any.
 fn two_ranks(transport: &str, body: fn(&World) -> Result<(), String>) -> Vec<Option<String>> {
-    let segment = Segment::create("onecopy-bad-input", comm::segment_bytes(2).expect("layout"))
-        .expect("segment");
-    comm::init_segment(&segment, 2).expect("init");
-    let dir = std::env::temp_dir().join(format!(
-        "onecopy-bad-input-{}-{transport}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let me = std::process::id() as i32;
-    let mut children = Vec::new();
-    for rank in 0..2 {
-        let (segment, dir, transport) = (&segment, &dir, transport.to_string());
-        // SAFETY: the child joins the job and runs `body`; it writes a file on failure and exits.
-        let child = unsafe {
-            Child::fork(move || {
-                let outcome = segment
-                    .try_clone()
-                    .map_err(|e| e.to_string())
-                    .and_then(|segment| {
-                        comm::join(JobSpec {
-                            segment,
-                            rank,
-                            size: 2,
-                            launcher_pid: me,
-                            transport,
-                        })
-                        .map_err(|e| e.to_string())
-                    })
-                    .and_then(|u| body(&u.world()));
-                match outcome {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        let _ = std::fs::write(dir.join(format!("rank-{rank}")), e);
-                        1
-                    }
-                }
-            })
-        }
-        .expect("fork");
-        children.push(child);
-    }
-    let mut errors = Vec::new();
-    for (rank, mut c) in children.into_iter().enumerate() {
-        let exit = c.wait_timeout(Duration::from_secs(30)).expect("wait");
-        let text = std::fs::read_to_string(dir.join(format!("rank-{rank}"))).ok();
-        errors.push(match exit {
-            Some(Exit::Code(0)) => None,
-            other => Some(text.unwrap_or_else(|| format!("ended with {other:?}"))),
-        });
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    errors
+    common::run_job(2, transport, body)
 }
 
 /// Garbage between ranks: ranks and tags out of range, mismatched sizes (inline, eager and

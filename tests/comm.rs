@@ -5,98 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use onecopy::child::{Child, Exit};
-use onecopy::comm::{self, JobSpec};
-use onecopy::shm::Segment;
 use onecopy::{CommError, World};
 
-/// Runs `body` in `n` forked ranks of one job; returns each rank's error text, if any.
-fn run_job(
-    n: usize,
-    transport: &str,
-    body: fn(&World) -> Result<(), String>,
-) -> Vec<Option<String>> {
-    run_job_with(n, transport, |_| true, body)
-}
-
-/// [`run_job`], with `prepare(rank)` run in each rank before it joins (false fails the rank).
-fn run_job_with(
-    n: usize,
-    transport: &str,
-    prepare: fn(usize) -> bool,
-    body: fn(&World) -> Result<(), String>,
-) -> Vec<Option<String>> {
-    let segment = Segment::create("onecopy-test-job", comm::segment_bytes(n).expect("layout"))
-        .expect("segment");
-    comm::init_segment(&segment, n).expect("init");
-    let dir =
-        std::env::temp_dir().join(format!("onecopy-comm-{}-{}", std::process::id(), unique()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let me = std::process::id() as i32;
-    let mut children = Vec::new();
-    for rank in 0..n {
-        let (segment, dir, transport) = (&segment, &dir, transport.to_string());
-        // SAFETY: the child joins the job and runs `body`; it writes a file on failure and exits.
-        let child = unsafe {
-            Child::fork(move || {
-                if !prepare(rank) {
-                    let _ = std::fs::write(dir.join(format!("rank-{rank}")), "preparation failed");
-                    return 1;
-                }
-                let outcome = segment
-                    .try_clone()
-                    .map_err(|e| e.to_string())
-                    .and_then(|segment| {
-                        comm::join(JobSpec {
-                            segment,
-                            rank,
-                            size: n,
-                            launcher_pid: me,
-                            transport,
-                        })
-                        .map_err(|e| e.to_string())
-                    })
-                    .and_then(|u| body(&u.world()));
-                match outcome {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        let _ = std::fs::write(dir.join(format!("rank-{rank}")), e);
-                        1
-                    }
-                }
-            })
-        }
-        .expect("fork");
-        children.push(child);
-    }
-    let mut errors = Vec::new();
-    for (rank, mut c) in children.into_iter().enumerate() {
-        let exit = c.wait_timeout(Duration::from_secs(60)).expect("wait");
-        let text = std::fs::read_to_string(dir.join(format!("rank-{rank}"))).ok();
-        errors.push(match exit {
-            Some(Exit::Code(0)) => None,
-            other => Some(text.unwrap_or_else(|| format!("ended with {other:?}"))),
-        });
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    errors
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-fn assert_all_ok(errors: &[Option<String>], what: &str) {
-    for (rank, e) in errors.iter().enumerate() {
-        assert!(
-            e.is_none(),
-            "{what}: rank {rank}: {}",
-            e.as_deref().unwrap_or("")
-        );
-    }
-}
+use common::{assert_all_ok, run_job, run_job_with};
 
 fn pattern(seed: usize, len: usize) -> Vec<u8> {
     (0..len)

@@ -10,9 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use onecopy::World;
-use onecopy::child::{Child, Exit};
-use onecopy::comm::{self, JobSpec};
-use onecopy::shm::Segment;
+use onecopy::child::Exit;
 
 /// What each rank of a forked job ended with.
 #[derive(Debug)]
@@ -30,69 +28,21 @@ fn job_with_kill(
     body: fn(&World) -> Result<(), String>,
     kill: Option<(usize, Duration)>,
 ) -> Vec<Outcome> {
-    let segment = Segment::create("onecopy-faults", comm::segment_bytes(n).expect("layout"))
-        .expect("segment");
-    comm::init_segment(&segment, n).expect("init");
-    let dir = std::env::temp_dir().join(format!("onecopy-faults-{}-{}", std::process::id(), {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        N.fetch_add(1, Ordering::Relaxed)
-    }));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let me = std::process::id() as i32;
-    let mut children = Vec::new();
-    for rank in 0..n {
-        let (segment, dir, transport) = (&segment, &dir, transport.to_string());
-        // SAFETY: the child joins the job and runs `body`; it writes a file on failure and exits.
-        let child = unsafe {
-            Child::fork(move || {
-                let outcome = segment
-                    .try_clone()
-                    .map_err(|e| e.to_string())
-                    .and_then(|segment| {
-                        comm::join(JobSpec {
-                            segment,
-                            rank,
-                            size: n,
-                            launcher_pid: me,
-                            transport,
-                        })
-                        .map_err(|e| e.to_string())
-                    })
-                    .and_then(|u| body(&u.world()));
-                match outcome {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        let _ = std::fs::write(dir.join(format!("rank-{rank}")), e);
-                        1
-                    }
-                }
-            })
-        }
-        .expect("fork");
-        children.push(child);
-    }
+    let job = common::start_job(n, transport, |_| true, body);
     if let Some((victim, after)) = kill {
         std::thread::sleep(after);
         // SAFETY: kill with a pid we forked and have not reaped yet.
-        unsafe { libc::kill(children[victim].pid(), libc::SIGKILL) };
+        unsafe { libc::kill(job.pid(victim), libc::SIGKILL) };
     }
-    let mut outcomes = Vec::new();
-    for (rank, mut c) in children.into_iter().enumerate() {
-        let exit = c.wait_timeout(Duration::from_secs(20)).expect("wait");
-        let text = std::fs::read_to_string(dir.join(format!("rank-{rank}"))).ok();
-        outcomes.push(match exit {
+    job.wait(Duration::from_secs(20))
+        .into_iter()
+        .map(|(exit, text)| match exit {
             Some(Exit::Code(0)) => Outcome::Ok,
             Some(Exit::Code(1)) => Outcome::Failed(text.unwrap_or_default()),
             Some(Exit::Signal(9)) => Outcome::Killed,
-            other => {
-                c.kill();
-                Outcome::Other(format!("{other:?} {}", text.unwrap_or_default()))
-            }
-        });
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    outcomes
+            other => Outcome::Other(format!("{other:?} {}", text.unwrap_or_default())),
+        })
+        .collect()
 }
 
 const BIG: usize = 16 << 20;

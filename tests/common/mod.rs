@@ -105,3 +105,132 @@ pub fn block_cma_with_seccomp() -> bool {
             ) == 0
     }
 }
+
+/// A job of forked ranks, each joining the same segment and running one body.
+pub struct Job {
+    children: Vec<Child>,
+    dir: std::path::PathBuf,
+    _segment: onecopy::shm::Segment,
+}
+
+/// Starts `n` forked ranks of one job with `transport`; each runs `prepare(rank)` (false fails
+/// it), joins, and runs `body`. A rank that fails writes its error where [`Job::wait`] finds it.
+pub fn start_job(
+    n: usize,
+    transport: &str,
+    prepare: fn(usize) -> bool,
+    body: fn(&onecopy::World) -> Result<(), String>,
+) -> Job {
+    use onecopy::comm::{self, JobSpec};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static JOBS: AtomicU64 = AtomicU64::new(0);
+    let segment =
+        onecopy::shm::Segment::create("onecopy-test-job", comm::segment_bytes(n).expect("layout"))
+            .expect("segment");
+    comm::init_segment(&segment, n).expect("init");
+    let unique = JOBS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("onecopy-job-{}-{unique}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let me = std::process::id() as i32;
+    let mut children = Vec::new();
+    for rank in 0..n {
+        let (segment, dir, transport) = (&segment, &dir, transport.to_string());
+        // SAFETY: the child joins the job and runs `body`; it writes a file on failure and exits.
+        let child = unsafe {
+            Child::fork(move || {
+                if !prepare(rank) {
+                    let _ = std::fs::write(dir.join(format!("rank-{rank}")), "preparation failed");
+                    return 1;
+                }
+                let outcome = segment
+                    .try_clone()
+                    .map_err(|e| e.to_string())
+                    .and_then(|segment| {
+                        comm::join(JobSpec {
+                            segment,
+                            rank,
+                            size: n,
+                            launcher_pid: me,
+                            transport,
+                        })
+                        .map_err(|e| e.to_string())
+                    })
+                    .and_then(|u| body(&u.world()));
+                match outcome {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        let _ = std::fs::write(dir.join(format!("rank-{rank}")), e);
+                        1
+                    }
+                }
+            })
+        }
+        .expect("fork");
+        children.push(child);
+    }
+    Job {
+        children,
+        dir,
+        _segment: segment,
+    }
+}
+
+impl Job {
+    /// The pid of rank `rank`.
+    pub fn pid(&self, rank: usize) -> i32 {
+        self.children[rank].pid()
+    }
+
+    /// Waits up to `timeout` for each rank; returns how each ended (None: still running, then
+    /// killed) and the error it wrote, if any.
+    pub fn wait(self, timeout: Duration) -> Vec<(Option<onecopy::child::Exit>, Option<String>)> {
+        let mut out = Vec::new();
+        for (rank, mut c) in self.children.into_iter().enumerate() {
+            let exit = c.wait_timeout(timeout).expect("wait");
+            if exit.is_none() {
+                c.kill();
+            }
+            let text = std::fs::read_to_string(self.dir.join(format!("rank-{rank}"))).ok();
+            out.push((exit, text));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        out
+    }
+}
+
+/// Runs `body` in `n` forked ranks of one job; returns each rank's error text, if any.
+pub fn run_job(
+    n: usize,
+    transport: &str,
+    body: fn(&onecopy::World) -> Result<(), String>,
+) -> Vec<Option<String>> {
+    run_job_with(n, transport, |_| true, body)
+}
+
+/// [`run_job`], with `prepare(rank)` run in each rank before it joins (false fails the rank).
+pub fn run_job_with(
+    n: usize,
+    transport: &str,
+    prepare: fn(usize) -> bool,
+    body: fn(&onecopy::World) -> Result<(), String>,
+) -> Vec<Option<String>> {
+    start_job(n, transport, prepare, body)
+        .wait(Duration::from_secs(60))
+        .into_iter()
+        .map(|(exit, text)| match exit {
+            Some(onecopy::child::Exit::Code(0)) => None,
+            other => Some(text.unwrap_or_else(|| format!("ended with {other:?}"))),
+        })
+        .collect()
+}
+
+/// Fails the test with the first rank's error.
+pub fn assert_all_ok(errors: &[Option<String>], what: &str) {
+    for (rank, e) in errors.iter().enumerate() {
+        assert!(
+            e.is_none(),
+            "{what}: rank {rank}: {}",
+            e.as_deref().unwrap_or("")
+        );
+    }
+}
