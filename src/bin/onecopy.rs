@@ -333,17 +333,10 @@ fn p2p(args: P2pArgs) -> i32 {
     let progress = Progress::new(p2p::progress_steps(&options), "p2p");
     let records = p2p::run(&options, &progress);
     progress.finish();
-    let records = match records {
-        Ok(r) => r,
-        Err(e) => return fail(e, 1),
-    };
-    print!("{}", onecopy::bench::render(&records, args.format));
-    if let Some(path) = args.plot
-        && let Err(e) = onecopy::bench::plot_svg(&records, &path, "onecopy bench p2p")
-    {
-        return fail(e, 1);
+    match records {
+        Ok(records) => show(&records, args.format, args.plot, "onecopy bench p2p"),
+        Err(e) => fail(e, 1),
     }
-    0
 }
 
 fn coll(args: CollArgs) -> i32 {
@@ -374,17 +367,10 @@ fn coll(args: CollArgs) -> i32 {
     let progress = Progress::new(coll::progress_steps(&options), "coll");
     let records = coll::run(&options, &progress);
     progress.finish();
-    let records = match records {
-        Ok(r) => r,
-        Err(e) => return fail(e, 1),
-    };
-    print!("{}", onecopy::bench::render(&records, args.format));
-    if let Some(path) = args.plot
-        && let Err(e) = onecopy::bench::plot_svg(&records, &path, "onecopy bench coll")
-    {
-        return fail(e, 1);
+    match records {
+        Ok(records) => show(&records, args.format, args.plot, "onecopy bench coll"),
+        Err(e) => fail(e, 1),
     }
-    0
 }
 
 fn mechanisms(args: MechanismsArgs) -> i32 {
@@ -425,14 +411,22 @@ fn mechanisms(args: MechanismsArgs) -> i32 {
     for s in &outcome.skipped {
         eprintln!("onecopy: skipped {}: {}", s.transport, s.reason);
     }
-    print!("{}", onecopy::bench::render(&outcome.records, args.format));
-    if let Some(path) = args.plot {
-        let title = "onecopy bench mechanisms: GB/s between two processes";
-        if let Err(e) = onecopy::bench::plot_svg(&outcome.records, &path, title) {
-            return fail(e, 1);
-        }
+    let title = "onecopy bench mechanisms: GB/s between two processes";
+    show(&outcome.records, args.format, args.plot, title)
+}
+
+/// Prints a benchmark's records in `format` and, if asked, plots them; the exit status.
+fn show(
+    records: &[onecopy::bench::Record],
+    format: onecopy::bench::Format,
+    plot: Option<std::path::PathBuf>,
+    title: &str,
+) -> i32 {
+    print!("{}", onecopy::bench::render(records, format));
+    match plot.map(|path| onecopy::bench::plot_svg(records, &path, title)) {
+        Some(Err(e)) => fail(e, 1),
+        _ => 0,
     }
-    0
 }
 
 fn check(json: bool) -> i32 {
