@@ -542,6 +542,48 @@ impl Engine {
         }
     }
 
+    /// Gives a small (inline or eager) message of `len` bytes from `source` to the first posted
+    /// receive that matches, or keeps it as unexpected; `fill` copies the bytes into the slice it
+    /// is handed (the receive buffer itself, or a spare buffer).
+    fn take_small(
+        &mut self,
+        source: usize,
+        tag: i32,
+        len: usize,
+        fill: impl FnOnce(&Self, &mut [u8]) -> Result<(), CommError>,
+    ) -> Result<(), CommError> {
+        if let Some((id, buf)) = self.take_posted(source, tag) {
+            let result = if len > buf.cap {
+                Err(CommError::Truncated {
+                    sender: source as i32,
+                    tag,
+                    len,
+                    capacity: buf.cap,
+                })
+            } else {
+                // SAFETY: `buf` is the receive buffer its request borrows mutably until it
+                // completes; `len <= cap` (checked above).
+                let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr, len) };
+                fill(self, dst)?;
+                Ok(Status {
+                    source: source as i32,
+                    tag,
+                    count_bytes: len,
+                })
+            };
+            self.finish(id, result);
+            return Ok(());
+        }
+        let mut bytes = self.spare_buffer(len);
+        fill(self, &mut bytes)?;
+        self.unexpected.push_back(Unexpected {
+            source,
+            tag,
+            body: Body::Data(bytes),
+        });
+        Ok(())
+    }
+
     /// A buffer of `len` bytes for a message that arrived before its receive, reused from
     /// earlier ones: a fresh allocation per early message costs page faults every time (the
     /// allocator hands large freed blocks back to the kernel), which made a sender running ahead
@@ -835,42 +877,12 @@ impl Engine {
                     ));
                 }
                 // A receive already waiting gets the bytes straight from the ring.
-                if let Some((id, buf)) = self.take_posted(source, record.tag) {
-                    let result = if len > buf.cap {
-                        Err(CommError::Truncated {
-                            sender: source as i32,
-                            tag: record.tag,
-                            len,
-                            capacity: buf.cap,
-                        })
-                    } else {
-                        // SAFETY: `buf` is the receive buffer its request borrows mutably until it
-                        // completes; `len <= cap` (checked above).
-                        let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr, len) };
-                        let ring = self.ring(source, self.me);
-                        self.readers[source]
-                            .read(&ring, record, 0, dst)
-                            .map_err(|c| self.protocol(source, c.0))?;
-                        Ok(Status {
-                            source: source as i32,
-                            tag: record.tag,
-                            count_bytes: len,
-                        })
-                    };
-                    self.finish(id, result);
-                    return Ok(());
-                }
-                let mut bytes = self.spare_buffer(len);
-                let ring = self.ring(source, self.me);
-                self.readers[source]
-                    .read(&ring, record, 0, &mut bytes)
-                    .map_err(|c| self.protocol(source, c.0))?;
-                self.unexpected.push_back(Unexpected {
-                    source,
-                    tag: record.tag,
-                    body: Body::Data(bytes),
-                });
-                Ok(())
+                self.take_small(source, record.tag, len, |engine, dst| {
+                    let ring = engine.ring(source, engine.me);
+                    engine.readers[source]
+                        .read(&ring, record, 0, dst)
+                        .map_err(|c| engine.protocol(source, c.0))
+                })
             }
             kind::EAGER => {
                 let e: wire::Eager = self.payload(source, record)?;
@@ -884,43 +896,14 @@ impl Engine {
                     ));
                 }
                 let (_, offset) = self.world.eager_slot(source, self.me, slot);
-                if let Some((id, buf)) = self.take_posted(source, record.tag) {
-                    let result = if len > buf.cap {
-                        Err(CommError::Truncated {
-                            sender: source as i32,
-                            tag: record.tag,
-                            len,
-                            capacity: buf.cap,
-                        })
-                    } else {
-                        // SAFETY: `buf` is borrowed mutably by its request until it completes and
-                        // holds `len` bytes (checked above); the sender filled the slot before
-                        // publishing this record and leaves it alone until we free it below.
-                        unsafe {
-                            let dst = std::slice::from_raw_parts_mut(buf.ptr, len);
-                            crate::shm::copy_out(&self.world.segment, offset, dst);
-                        }
-                        Ok(Status {
-                            source: source as i32,
-                            tag: record.tag,
-                            count_bytes: len,
-                        })
-                    };
-                    self.free_slot(source, slot);
-                    self.finish(id, result);
-                    return Ok(());
-                }
-                let mut bytes = self.spare_buffer(len);
-                // SAFETY: the sender filled the slot before publishing this record (seen with
-                // Acquire) and leaves it alone until we free it below.
-                unsafe { crate::shm::copy_out(&self.world.segment, offset, &mut bytes) };
-                self.free_slot(source, slot);
-                self.unexpected.push_back(Unexpected {
-                    source,
-                    tag: record.tag,
-                    body: Body::Data(bytes),
+                let taken = self.take_small(source, record.tag, len, |engine, dst| {
+                    // SAFETY: the sender filled the slot before publishing this record (seen
+                    // with Acquire) and leaves it alone until we free it below.
+                    unsafe { crate::shm::copy_out(&engine.world.segment, offset, dst) };
+                    Ok(())
                 });
-                Ok(())
+                self.free_slot(source, slot);
+                taken
             }
             kind::RTS => {
                 let rts: wire::Rts = self.payload(source, record)?;
