@@ -11,8 +11,8 @@
 //!   a whole ("reduce while copying").
 //!
 //! In the two single-copy steps the peer waits for a completion message before it may reuse
-//! or free the buffer it lent. Which step is used is chosen by size unless set with
-//! `ONECOPY_REDUCE` (`copy`, `read`, `fused`) or [`set_step`].
+//! or free the buffer it lent. `Copy` is the default (it measured fastest here); the others are
+//! chosen with `ONECOPY_REDUCE` (`copy`, `read`, `fused`) or [`set_step`].
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -34,16 +34,6 @@ pub enum ReduceStep {
     /// Single-copy reads of cache-sized chunks, each combined at once.
     Fused,
 }
-
-/// Reduce steps from this many bytes up to [`FUSED_MAX_BYTES`] use [`ReduceStep::Fused`] when
-/// the job has single copy; smaller ones go inline in a ring record, faster than the three
-/// messages a lent buffer needs (BENCHMARKS.md, "Fused read-reduce").
-pub const FUSED_MIN_BYTES: usize = 16 << 10;
-
-/// Reduce steps of this many bytes and more use [`ReduceStep::Copy`]: on the reference machine
-/// the streamed double copy keeps both ranks' cores copying and beat one core pulling and
-/// combining (BENCHMARKS.md, "Fused read-reduce").
-pub const FUSED_MAX_BYTES: usize = 128 << 10;
 
 /// Bytes read per `process_vm_readv` call in a fused step, so that the chunk and the
 /// accumulator's part stay in a 1 MiB L2 (16 KiB to 512 KiB measured alike;
@@ -100,16 +90,15 @@ fn chunk_bytes() -> usize {
         .unwrap_or(FUSED_CHUNK_BYTES)
 }
 
-/// The step for `len` bytes in this job: every rank computes the same.
-fn step_for(world: &World, len: usize) -> ReduceStep {
+/// The step in this job: every rank computes the same.
+fn step_for(world: &World) -> ReduceStep {
     if world.mode() == Mode::Shm {
         return ReduceStep::Copy;
     }
-    match forced() {
-        Some(step) => step,
-        None if (FUSED_MIN_BYTES..FUSED_MAX_BYTES).contains(&len) => ReduceStep::Fused,
-        None => ReduceStep::Copy,
-    }
+    // Measured on the reference machine (BENCHMARKS.md, "Fused read-reduce"): once early
+    // messages reuse their buffers, the copy step is faster at every size from 16 KiB to 1 MiB
+    // and level beyond, so it is the default; the single-copy steps stay available by name.
+    forced().unwrap_or(ReduceStep::Copy)
 }
 
 /// Hands `data` to `parent`, which combines it into its accumulator; returns once `data` may
@@ -214,7 +203,7 @@ fn tree_reduce<T: Pod, O: Operation<T>>(
     op: &O,
 ) -> Result<(), CommError> {
     let (n, r) = (world.size(), world.rank());
-    let step = step_for(world, std::mem::size_of_val(send));
+    let step = step_for(world);
     let has_children = r % 2 == 0 && r + 1 < n;
     let climb = |acc: &mut [T]| -> Result<(), CommError> {
         acc.copy_from_slice(send);
