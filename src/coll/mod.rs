@@ -5,8 +5,9 @@
 //! range ([`RESERVED_TAGS`]), which a user's receive, even one for any tag, never matches. Every
 //! rank must call the same collectives in the same order. The algorithm is chosen from the rank
 //! count and size alone (the table is in BENCHMARKS.md, "Collectives"), so all ranks choose
-//! alike and float reductions are deterministic. Reduce steps of mid-size buffers between ranks
-//! that can read each other's memory use the fused read-reduce of [`reduce`](mod@reduce).
+//! alike and float reductions are deterministic. A reduce step can also read the peer's buffer in
+//! place and combine while copying (the fused read-reduce of [`reduce`](mod@reduce)); it is
+//! chosen by name, since the copy step measured faster on the reference machine.
 //!
 //! Arguments that do not agree between ranks are reported, not trusted: every message's length
 //! is checked against the receiver's own expectation, so different counts end as
