@@ -367,10 +367,28 @@ impl Engine {
         payload: &T,
     ) -> Result<(), CommError> {
         let bytes = bytemuck::bytes_of(payload).to_vec();
+        self.push_record(dest, kind, 0, 0, &[&bytes])
+    }
+
+    /// Appends a record to the ring towards `dest`, making progress (and sleeping) while it is
+    /// full. Before sleeping the ring is looked at once more after announcing the sleep: the
+    /// reader frees room without sending us anything, so a look only before would miss a wake-up
+    /// and sleep a whole interval.
+    fn push_record(
+        &mut self,
+        dest: usize,
+        kind: u8,
+        tag: i32,
+        len: u32,
+        parts: &[&[u8]],
+    ) -> Result<(), CommError> {
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
         let mut idle = super::Idle::new(Watch::Rank(dest));
-        while !self.try_record(dest, kind, 0, 0, &[&bytes]) {
+        while !self.try_record(dest, kind, tag, len, parts) {
             let moved = self.progress()?;
-            idle.pause(self, moved)?;
+            idle.pause_unless(self, moved, |e| {
+                e.writers[dest].has_room(&ring_of(&e.world, e.me, dest), bytes)
+            })?;
         }
         Ok(())
     }
@@ -387,11 +405,7 @@ impl Engine {
             return Ok(self.new_request(Req::Done(Ok(status))));
         }
         if data.len() <= self.limits.inline {
-            let mut idle = super::Idle::new(Watch::Rank(dest));
-            while !self.try_record(dest, kind::INLINE, tag, data.len() as u32, &[data]) {
-                let moved = self.progress()?;
-                idle.pause(self, moved)?;
-            }
+            self.push_record(dest, kind::INLINE, tag, data.len() as u32, &[data])?;
             return Ok(self.new_request(Req::Done(Ok(status))));
         }
         if data.len() <= self.limits.eager {
@@ -406,17 +420,13 @@ impl Engine {
                 slot: slot as u32,
                 _pad: 0,
             };
-            let mut idle = super::Idle::new(Watch::Rank(dest));
-            while !self.try_record(
+            self.push_record(
                 dest,
                 kind::EAGER,
                 tag,
                 data.len() as u32,
                 &[bytemuck::bytes_of(&e)],
-            ) {
-                let moved = self.progress()?;
-                idle.pause(self, moved)?;
-            }
+            )?;
             return Ok(self.new_request(Req::Done(Ok(status))));
         }
         // Rendezvous.
@@ -449,11 +459,7 @@ impl Engine {
             stream: None,
         });
         self.sends.insert((dest, send_id), id);
-        let mut idle = super::Idle::new(Watch::Rank(dest));
-        while !self.try_record(dest, kind::RTS, tag, 0, &[bytemuck::bytes_of(&rts)]) {
-            let moved = self.progress()?;
-            idle.pause(self, moved)?;
-        }
+        self.push_record(dest, kind::RTS, tag, 0, &[bytemuck::bytes_of(&rts)])?;
         Ok(id)
     }
 
@@ -488,7 +494,15 @@ impl Engine {
                 return Ok(slot);
             }
             let moved = self.progress()?;
-            idle.pause(self, moved)?;
+            // The receiver frees the slot without sending us anything: look again after
+            // announcing the sleep, or its wake-up could come too early and be missed.
+            idle.pause_unless(self, moved, |e| {
+                e.world
+                    .eager_slot(e.me, dest, slot)
+                    .0
+                    .load(Ordering::Acquire)
+                    == 0
+            })?;
         }
     }
 

@@ -184,6 +184,17 @@ impl Idle {
 
     /// Called after a fruitless (or fruitful: `moved`) round of progress.
     pub fn pause(&mut self, engine: &mut Engine, moved: bool) -> Result<(), CommError> {
+        self.pause_unless(engine, moved, |_| false)
+    }
+
+    /// [`Idle::pause`] for a waiter whose condition a peer may satisfy without sending it a
+    /// record: `ready` is checked after the sleep is announced, and the sleep skipped if it holds.
+    pub fn pause_unless(
+        &mut self,
+        engine: &mut Engine,
+        moved: bool,
+        ready: impl Fn(&Engine) -> bool,
+    ) -> Result<(), CommError> {
         if moved {
             self.since = None;
             self.spins = 0;
@@ -215,6 +226,7 @@ impl Idle {
         // A peer that is already gone will never ring: sleeping on it would cost every pending
         // request one interval (a window of 64 sends to a dead rank took over a second).
         if let Ok(false) = again
+            && !ready(engine)
             && engine.check_peers(self.watch).is_ok()
         {
             engine

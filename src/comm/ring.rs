@@ -64,6 +64,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// Whether a record with `bytes` of payload fits now (reads the reader's head afresh; changes
+    /// nothing). A writer about to sleep because the ring was full re-checks with this.
+    pub fn has_room<C: Cells>(&self, c: &C, bytes: usize) -> bool {
+        let cap = c.capacity() as u64;
+        let need = cells_for(bytes) as u64;
+        let pos = self.tail % cap;
+        let pad = if pos + need > cap { cap - pos } else { 0 };
+        // Acquire: pairs with the reader's Release of `head`.
+        self.tail + pad + need - c.load_head(Ordering::Acquire) <= cap
+    }
+
     /// Appends a record whose payload is the concatenation of `parts`; false if the ring is full.
     pub fn try_push<C: Cells>(
         &mut self,
