@@ -577,3 +577,72 @@ fn forked_kill_soak() {
     eprintln!("forked kill soak, {jobs} jobs: {counts:?}");
     assert!(counts.keys().all(|k| !k.starts_with("WRONG")), "{counts:?}");
 }
+
+/// Three ranks in an endless loop of collectives (all-reduce, broadcast, all-to-all, of small and
+/// large buffers); one is killed. Every survivor's collective must fail in bounded time with an
+/// error, not hang: a collective waits on several peers, and the dead one may be any of them.
+fn endless_collectives(world: &World) -> Result<(), String> {
+    use onecopy::coll::SystemOperation;
+    let n = world.size() as usize;
+    let root = world.process_at_rank(0);
+    for round in 0usize.. {
+        let len = if round % 2 == 0 { 16 } else { 300_000 };
+        let mine = vec![world.rank() as f64; len];
+        let mut sum = vec![0.0f64; len];
+        world
+            .all_reduce_into(&mine, &mut sum, SystemOperation::sum())
+            .map_err(|e| e.to_string())?;
+        let expected: f64 = (0..n).map(|r| r as f64).sum();
+        if sum.iter().any(|&x| x != expected) {
+            return Err("WRONG BYTES in an all-reduce".into());
+        }
+        let mut b = vec![round as u8; len];
+        root.broadcast_into(&mut b).map_err(|e| e.to_string())?;
+        let out = vec![world.rank() as u8; len * n];
+        let mut inn = vec![0u8; len * n];
+        world
+            .all_to_all_into(&out, &mut inn)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_rank_killed_in_a_collective_fails_the_others_in_time() {
+    let _dog = common::watchdog(
+        "a_rank_killed_in_a_collective_fails_the_others_in_time",
+        120,
+    );
+    for transport in ["auto", "cma-read"] {
+        for (victim, after) in [(1usize, 40u64), (0, 90), (2, 150)] {
+            let what = format!("{transport}, rank {victim} killed after {after} ms");
+            let start = std::time::Instant::now();
+            let outcomes = job_with_kill(
+                3,
+                transport,
+                endless_collectives,
+                Some((victim, Duration::from_millis(after))),
+            );
+            assert!(
+                matches!(outcomes[victim], Outcome::Killed),
+                "{what}: victim {:?}",
+                outcomes[victim]
+            );
+            for (rank, o) in outcomes.iter().enumerate().filter(|(r, _)| *r != victim) {
+                match o {
+                    Outcome::Failed(e) => {
+                        assert!(!e.contains("WRONG BYTES"), "{what}: rank {rank}: {e}")
+                    }
+                    other => panic!("{what}: rank {rank} ended with {other:?}"),
+                }
+            }
+            // job_with_kill waits at most 20 s per rank; a survivor stuck in a collective would
+            // have shown up as `Other` above. Bound the whole job too.
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{what}: took {:?}",
+                start.elapsed()
+            );
+        }
+    }
+}
