@@ -250,8 +250,14 @@ fn np_alias(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     args
 }
 
+/// Writes one line to stderr in one system call, so that the ranks' own output (which shares the
+/// stream) cannot land in the middle of it.
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
 fn fail(message: impl std::fmt::Display, code: i32) -> i32 {
-    eprintln!("onecopy: {message}");
+    say(&format!("onecopy: {message}"));
     code
 }
 
@@ -409,7 +415,7 @@ fn mechanisms(args: MechanismsArgs) -> i32 {
         Err(e) => return fail(e, 1),
     };
     for s in &outcome.skipped {
-        eprintln!("onecopy: skipped {}: {}", s.transport, s.reason);
+        say(&format!("onecopy: skipped {}: {}", s.transport, s.reason));
     }
     let title = "onecopy bench mechanisms: GB/s between two processes";
     show(&outcome.records, args.format, args.plot, title)
@@ -507,7 +513,7 @@ fn run(args: RunArgs) -> i32 {
         program,
         args: command.collect(),
     };
-    match launch::run_observed(&opts, |event| eprintln!("onecopy: {event}")) {
+    match launch::run_observed(&opts, |event| say(&format!("onecopy: {event}"))) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => fail(&e, e.exit_code()),
     }
