@@ -30,81 +30,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_SIZES 64
-#define MAX_MESSAGE (1UL << 30)
 
 static const char *const NAMES[] = {"allreduce", "bcast", "alltoall", "allgather", "reduce", "barrier"};
 #define NBENCH 6
 
-static int rank, nranks, quick;
+static int nranks, quick;
 
-#define CHECK(call)                                                                   \
-    do {                                                                              \
-        int rc_ = (call);                                                             \
-        if (rc_ != MPI_SUCCESS) {                                                     \
-            char msg_[MPI_MAX_ERROR_STRING];                                          \
-            int len_ = 0;                                                             \
-            MPI_Error_string(rc_, msg_, &len_);                                       \
-            fprintf(stderr, "osu_coll: rank %d: %s failed: %s\n", rank, #call, msg_); \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                             \
-        }                                                                             \
-    } while (0)
-
-static void usage_error(const char *fmt, const char *arg)
-{
-    if (rank == 0) {
-        fprintf(stderr, "osu_coll: ");
-        fprintf(stderr, fmt, arg);
-        fprintf(stderr, "\nusage: mpirun -n N osu_coll [-b BENCH|all] [-s SIZES] [-t NAME] [-q]\n");
-    }
-    MPI_Finalize();
-    exit(2);
-}
-
-/* "4K" -> 4096; 0 on anything that is not a size from 1 byte to 1 GiB. */
-static size_t parse_size(const char *s, size_t len)
-{
-    size_t value = 0, mult = 1, i = 0;
-    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (value > MAX_MESSAGE)
-            return 0;
-        value = value * 10 + (size_t)(s[i] - '0');
-    }
-    if (i == 0)
-        return 0;
-    if (i < len) {
-        char c = s[i++];
-        if (c == 'K' || c == 'k')
-            mult = 1024;
-        else if (c == 'M' || c == 'm')
-            mult = 1024 * 1024;
-        else
-            return 0;
-    }
-    if (i != len || value == 0 || value > MAX_MESSAGE / mult)
-        return 0;
-    return value * mult;
-}
-
-static int parse_sizes(const char *list, size_t *out)
-{
-    int n = 0;
-    const char *p = list;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        size_t v = parse_size(p, len);
-        if (v == 0)
-            usage_error("bad size in '%s' (want e.g. 8,4K,8M)", list);
-        if (n == MAX_SIZES)
-            usage_error("too many sizes in '%s' (64 at most)", list);
-        out[n++] = v;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    return n;
-}
+#define PROGRAM "osu_coll"
+#define USAGE "usage: mpirun -n N osu_coll [-b BENCH|all] [-s SIZES] [-t NAME] [-q]\n"
+#include "osu_common.h"
 
 /* Iterations as the OSU suite scales them: many for small messages, few for large. */
 static int iterations(size_t bytes)
