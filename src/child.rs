@@ -86,6 +86,30 @@ impl Child {
         self.pid
     }
 
+    /// Sleeps until the child exits or `left` passes, whichever comes first (it may also return
+    /// early on a signal): the pidfd turns readable when the process exits, before anyone reaps
+    /// it; without a pidfd, in short naps.
+    fn sleep_until_exit(&self, left: Duration) -> io::Result<()> {
+        match &self.pidfd {
+            Some(fd) => {
+                use rustix::event::{PollFd, PollFlags, Timespec, poll};
+                let mut fds = [PollFd::new(fd, PollFlags::IN)];
+                let ts = Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: left.subsec_nanos() as i64,
+                };
+                match poll(&mut fds, Some(&ts)) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            None => {
+                std::thread::sleep(left.min(Duration::from_millis(5)));
+                Ok(())
+            }
+        }
+    }
+
     /// Waits up to `timeout` for the child to end; `None` if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<Exit>> {
         let deadline = Instant::now() + timeout;
@@ -97,21 +121,7 @@ impl Child {
             if left.is_zero() {
                 return Ok(None);
             }
-            match &self.pidfd {
-                Some(fd) => {
-                    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-                    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-                    let ts = Timespec {
-                        tv_sec: left.as_secs() as i64,
-                        tv_nsec: left.subsec_nanos() as i64,
-                    };
-                    match poll(&mut fds, Some(&ts)) {
-                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                None => std::thread::sleep(left.min(Duration::from_millis(5))),
-            }
+            self.sleep_until_exit(left)?;
         }
     }
 
@@ -128,22 +138,7 @@ impl Child {
             if left.is_zero() {
                 return Ok(false);
             }
-            match &self.pidfd {
-                // The pidfd turns readable when the process exits, before anyone reaps it.
-                Some(fd) => {
-                    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-                    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-                    let ts = Timespec {
-                        tv_sec: left.as_secs() as i64,
-                        tv_nsec: left.subsec_nanos() as i64,
-                    };
-                    match poll(&mut fds, Some(&ts)) {
-                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                None => std::thread::sleep(left.min(Duration::from_millis(5))),
-            }
+            self.sleep_until_exit(left)?;
         }
     }
 
