@@ -399,9 +399,7 @@ impl World {
 
     fn post_send(&self, rank: i32, tag: i32, data: &[u8]) -> Result<u64, CommError> {
         let dest = self.check_rank(rank)?;
-        if tag < 0 {
-            return Err(CommError::InvalidTag(tag));
-        }
+        user_tag(tag)?;
         self.shared.engine.borrow_mut().post_send(dest, tag, data)
     }
 
@@ -463,6 +461,15 @@ impl World {
     }
 }
 
+/// A user's tag (0 or more; negative tags are reserved), widened for matching.
+fn user_tag(tag: i32) -> Result<i64, CommError> {
+    if tag < 0 {
+        Err(CommError::InvalidTag(tag))
+    } else {
+        Ok(tag as i64)
+    }
+}
+
 /// Where a receive takes messages from.
 #[derive(Debug, Clone, Copy)]
 enum Source {
@@ -515,14 +522,10 @@ impl<'w> Peer<'w> {
         buf: &mut [T],
         tag: i32,
     ) -> Result<Status, CommError> {
-        if tag < 0 {
-            return Err(CommError::InvalidTag(tag));
-        }
-        let id = self.world.post_receive(
-            Source::Rank(self.rank),
-            tag as i64,
-            bytemuck::cast_slice_mut(buf),
-        )?;
+        let tag = user_tag(tag)?;
+        let id =
+            self.world
+                .post_receive(Source::Rank(self.rank), tag, bytemuck::cast_slice_mut(buf))?;
         self.world.wait(id)
     }
 
@@ -589,14 +592,10 @@ impl<'w> Peer<'w> {
         buf: &'s mut [T],
         tag: i32,
     ) -> Result<Request<'s>, CommError> {
-        if tag < 0 {
-            return Err(CommError::InvalidTag(tag));
-        }
-        let id = self.world.post_receive(
-            Source::Rank(self.rank),
-            tag as i64,
-            bytemuck::cast_slice_mut(buf),
-        )?;
+        let tag = user_tag(tag)?;
+        let id =
+            self.world
+                .post_receive(Source::Rank(self.rank), tag, bytemuck::cast_slice_mut(buf))?;
         Ok(scope.register(self.world.clone(), id))
     }
 }
@@ -622,12 +621,10 @@ impl AnyProcess<'_> {
         buf: &mut [T],
         tag: i32,
     ) -> Result<Status, CommError> {
-        if tag < 0 {
-            return Err(CommError::InvalidTag(tag));
-        }
+        let tag = user_tag(tag)?;
         let id = self
             .world
-            .post_receive(Source::Any, tag as i64, bytemuck::cast_slice_mut(buf))?;
+            .post_receive(Source::Any, tag, bytemuck::cast_slice_mut(buf))?;
         self.world.wait(id)
     }
 
