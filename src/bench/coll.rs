@@ -82,6 +82,8 @@ pub struct Options {
     pub sizes: Vec<usize>,
     /// Which collectives.
     pub collectives: Vec<Collective>,
+    /// Runtime transports (`auto`, `cma-read`, `cma-split`, `shm-copy`): one job each.
+    pub transports: Vec<String>,
     /// Time aimed at for each (collective, size).
     pub budget: Duration,
 }
@@ -92,6 +94,7 @@ impl Default for Options {
             ranks: 2,
             sizes: super::p2p::powers_of_two(8, 1 << 20),
             collectives: Collective::ALL.to_vec(),
+            transports: vec!["auto".into()],
             budget: Duration::from_millis(100),
         }
     }
@@ -109,9 +112,10 @@ pub fn progress_steps(o: &Options) -> u64 {
             }
         })
         .sum::<usize>() as u64
+        * o.transports.len() as u64
 }
 
-/// Runs the benchmark in one job of `options.ranks` ranks.
+/// Runs the benchmark: one job of `options.ranks` ranks per transport.
 pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchError> {
     let n = options.ranks;
     if n == 0 || n > comm::MAX_RANKS {
@@ -120,6 +124,29 @@ pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchE
             comm::MAX_RANKS
         )));
     }
+    if let Some(bad) = options
+        .transports
+        .iter()
+        .find(|t| !super::p2p::TRANSPORTS.contains(&t.as_str()))
+    {
+        return Err(BenchError::InvalidOption(format!(
+            "unknown transport '{bad}'"
+        )));
+    }
+    let mut records = Vec::new();
+    for transport in &options.transports {
+        records.extend(run_job(options, transport, progress)?);
+    }
+    Ok(records)
+}
+
+/// One job of `options.ranks` ranks on `transport`.
+fn run_job(
+    options: &Options,
+    transport: &str,
+    progress: &Progress,
+) -> Result<Vec<Record>, BenchError> {
+    let n = options.ranks;
     let largest = options.sizes.iter().copied().max().unwrap_or(0);
     let peer_error = |e: CommError| BenchError::Peer(format!("coll with {n} ranks: {e}"));
     let bytes = comm::segment_bytes(n).map_err(peer_error)?;
@@ -144,7 +171,7 @@ pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchE
                     rank,
                     size: n,
                     launcher_pid: me,
-                    transport: "auto".into(),
+                    transport: transport.into(),
                 };
                 match comm::join(spec).and_then(|u| follow(&u.world(), largest)) {
                     Ok(()) => 0,
@@ -160,9 +187,9 @@ pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchE
         rank: 0,
         size: n,
         launcher_pid: me,
-        transport: "auto".into(),
+        transport: transport.into(),
     };
-    let result = comm::join(spec).and_then(|u| lead(&u.world(), options, progress));
+    let result = comm::join(spec).and_then(|u| lead(&u.world(), options, transport, progress));
     for mut c in children {
         let _ = c.wait_timeout(Duration::from_secs(5));
     }
@@ -189,7 +216,12 @@ impl Buffers {
 }
 
 /// Rank 0: chooses the iteration counts, broadcasts each order, collects the mean latency.
-fn lead(world: &World, o: &Options, progress: &Progress) -> Result<Vec<Record>, CommError> {
+fn lead(
+    world: &World,
+    o: &Options,
+    transport: &str,
+    progress: &Progress,
+) -> Result<Vec<Record>, CommError> {
     let n = world.size() as usize;
     let largest = o.sizes.iter().copied().max().unwrap_or(0);
     let mut buffers = Buffers::new(n, largest);
@@ -201,16 +233,17 @@ fn lead(world: &World, o: &Options, progress: &Progress) -> Result<Vec<Record>, 
             &o.sizes
         };
         for &size in sizes {
-            let label = format!("{} {}", coll.name(), super::format_size(size as u64));
+            let label = format!(
+                "{} {} {transport}",
+                coll.name(),
+                super::format_size(size as u64)
+            );
             progress.set_message(label.clone());
-            let trial = 3;
-            let t = order(world, coll, size, trial, &mut buffers)?;
-            let per = (t / trial as f64).max(1e-9);
-            let iters = ((o.budget.as_secs_f64() / per) as u64).clamp(5, 100_000);
+            let iters = calibrate(world, coll, size, o.budget, &mut buffers)?;
             let mean = order(world, coll, size, iters, &mut buffers)?;
             records.push(Record::new(
                 coll.name(),
-                "auto",
+                transport,
                 n as u32,
                 size as u64,
                 mean * 1e6 / iters as f64,
@@ -222,6 +255,32 @@ fn lead(world: &World, o: &Options, progress: &Progress) -> Result<Vec<Record>, 
     let mut stop = [0u64; 3];
     world.process_at_rank(0).broadcast_into(&mut stop)?;
     Ok(records)
+}
+
+/// The number of calls that takes about `budget`: trials of growing length until one takes a
+/// tenth of it. The first calls of a size can be a hundred times slower than the rest (a peer
+/// still asleep, buffers not yet faulted in); estimated from them alone, a run was a few hundred
+/// calls long and its mean was set by those few. The trials also serve as the warm-up.
+fn calibrate(
+    world: &World,
+    coll: Collective,
+    size: usize,
+    budget: Duration,
+    buffers: &mut Buffers,
+) -> Result<u64, CommError> {
+    const MOST: u64 = 100_000;
+    let budget = budget.as_secs_f64();
+    let mut trial = 3u64;
+    loop {
+        let t = order(world, coll, size, trial, buffers)?;
+        let per = (t / trial as f64).max(1e-9);
+        let wanted = ((budget / per) as u64).clamp(5, MOST);
+        if t >= budget / 10.0 || trial >= wanted {
+            return Ok(wanted);
+        }
+        // Grow tenfold at most, and no further than a tenth of the budget by this estimate.
+        trial = (trial * 10).min(wanted / 10).max(trial + 1);
+    }
 }
 
 /// Broadcasts an order and runs it; returns the mean over ranks of each rank's seconds.

@@ -116,6 +116,10 @@ struct CollArgs {
         default_value = "allreduce,bcast,alltoall,allgather,reduce,barrier"
     )]
     collectives: String,
+    /// `auto` (the runtime's own choice), `all`, or a comma-separated list of cma-read,
+    /// cma-split, shm-copy; one job per transport.
+    #[arg(long, default_value = "auto")]
+    transports: String,
     /// Output: table, csv or json.
     #[arg(long, default_value = "table")]
     format: onecopy::bench::Format,
@@ -294,24 +298,31 @@ fn bench(what: Option<BenchCommand>) -> i32 {
     mechanisms(args)
 }
 
-fn p2p(args: P2pArgs) -> i32 {
-    use onecopy::bench::{Progress, p2p};
-    let transports: Vec<String> = match args.transports.trim() {
-        "all" => p2p::TRANSPORTS.iter().map(|s| s.to_string()).collect(),
+/// The runtime transports a `--transports` argument names (`all` or a comma-separated list).
+fn runtime_transports(arg: &str, bench: &str) -> Result<Vec<String>, String> {
+    use onecopy::bench::p2p::TRANSPORTS;
+    let transports: Vec<String> = match arg.trim() {
+        "all" => TRANSPORTS.iter().map(|s| s.to_string()).collect(),
         list => list.split(',').map(|s| s.trim().to_string()).collect(),
     };
-    if let Some(bad) = transports
+    match transports
         .iter()
-        .find(|t| !p2p::TRANSPORTS.contains(&t.as_str()))
+        .find(|t| !TRANSPORTS.contains(&t.as_str()))
     {
-        return fail(
-            format!(
-                "unknown transport '{bad}' for bench p2p; choose from {}",
-                p2p::TRANSPORTS.join(", ")
-            ),
-            EXIT_USAGE,
-        );
+        Some(bad) => Err(format!(
+            "unknown transport '{bad}' for bench {bench}; choose from {}",
+            TRANSPORTS.join(", ")
+        )),
+        None => Ok(transports),
     }
+}
+
+fn p2p(args: P2pArgs) -> i32 {
+    use onecopy::bench::{Progress, p2p};
+    let transports = match runtime_transports(&args.transports, "p2p") {
+        Ok(t) => t,
+        Err(e) => return fail(e, EXIT_USAGE),
+    };
     let mut tests = Vec::new();
     for name in args.tests.split(',').map(str::trim) {
         tests.push(match name {
@@ -361,9 +372,14 @@ fn coll(args: CollArgs) -> i32 {
             }
         }
     }
+    let transports = match runtime_transports(&args.transports, "coll") {
+        Ok(t) => t,
+        Err(e) => return fail(e, EXIT_USAGE),
+    };
     let mut options = coll::Options {
         ranks: args.ranks,
         collectives,
+        transports,
         budget: std::time::Duration::from_millis(args.budget_ms),
         ..Default::default()
     };

@@ -47,6 +47,21 @@ mod tag {
 /// gather it back around a ring, so the root sends each byte once instead of log2(n) times.
 pub const BCAST_SCATTER_BYTES: usize = 512 << 10;
 
+/// All-to-all blocks and all-gather blocks of at most this many bytes are exchanged by posting
+/// every send and receive at once ([`exchange_all`]) rather than in n - 1 paired steps; so are
+/// the all-reduces and reduces of this many bytes or fewer (BENCHMARKS.md, "Collectives").
+pub const LINEAR_BYTES: usize = 1 << 10;
+
+fn linear_bytes() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("ONECOPY_COLL_LINEAR")
+            .ok()
+            .and_then(|t| crate::tools::parse_number(&t).ok())
+            .unwrap_or(LINEAR_BYTES)
+    })
+}
+
 /// Scratch memory kept between calls, one buffer per [`Slot`].
 ///
 /// A fresh buffer per call costs a page fault per 4 KiB page, which on a VM took longer than
@@ -172,6 +187,82 @@ fn exchange(
     check_length(source, status.count_bytes(), want)
 }
 
+/// Posts every receive (`recvs`: source and buffer) and every send (`sends`: destination and
+/// data) at once, then waits for all of them, also when one fails, before the buffers are handed
+/// back; returns the first error. A rank that runs while its peers are descheduled hands all its
+/// messages over in one go instead of one step per peer.
+fn exchange_all<'a>(
+    world: &World,
+    tag: i32,
+    recvs: impl IntoIterator<Item = (i32, &'a mut [u8])>,
+    sends: impl IntoIterator<Item = (i32, &'a [u8])>,
+) -> Result<(), CommError> {
+    let mut pending: Vec<(u64, i32, Option<usize>)> = Vec::new();
+    let mut first = None;
+    for (source, buf) in recvs {
+        let want = buf.len();
+        match world.post_receive_reserved(source, tag, buf) {
+            Ok(id) => pending.push((id, source, Some(want))),
+            Err(e) => {
+                first = Some(e);
+                break;
+            }
+        }
+    }
+    if first.is_none() {
+        for (dest, data) in sends {
+            match world.post_send_reserved(dest, tag, data) {
+                Ok(id) => pending.push((id, dest, None)),
+                Err(e) => {
+                    first = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    for (id, rank, want) in pending {
+        let done = world.wait(id).and_then(|status| match want {
+            Some(want) => check_length(rank, status.count_bytes(), want),
+            None => Ok(()),
+        });
+        if let Err(e) = done {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The blocks `ranges` of `buf` as separate mutable slices, in the order given; an error if two
+/// non-empty ones overlap.
+fn disjoint_mut<'a>(
+    buf: &'a mut [u8],
+    ranges: &[Range<usize>],
+) -> Result<Vec<&'a mut [u8]>, CommError> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| ranges[i].start);
+    let mut parts: Vec<&'a mut [u8]> = ranges.iter().map(|_| <&mut [u8]>::default()).collect();
+    let mut rest = buf;
+    let mut at = 0;
+    for i in order {
+        let r = &ranges[i];
+        if r.is_empty() {
+            continue;
+        }
+        if r.start < at {
+            return Err(invalid(format!(
+                "receive blocks overlap at byte {} (block {i} is {r:?})",
+                r.start
+            )));
+        }
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - at);
+        let (part, tail) = tail.split_at_mut(r.len());
+        parts[i] = part;
+        rest = tail;
+        at = r.end;
+    }
+    Ok(parts)
+}
+
 /// Block `i` of `n` nearly equal blocks of `len` items.
 fn block(len: usize, n: usize, i: usize) -> Range<usize> {
     (len * i / n)..(len * (i + 1) / n)
@@ -285,6 +376,11 @@ impl World {
                 recv.len()
             )));
         }
+        let bytes_each = std::mem::size_of_val(send);
+        if bytes_each > 0 && bytes_each <= linear_bytes() {
+            let parts = bytes_mut(recv).chunks_mut(bytes_each).collect();
+            return linear_all_gather(self, bytes(send), parts, tag::ALLGATHER);
+        }
         let counts = vec![c; n];
         let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
         self.all_gather_varcount_into(send, recv, &counts, &displs)
@@ -310,6 +406,12 @@ impl World {
             )));
         }
         let recv = bytes_mut(recv);
+        // Every rank has the same counts, so every rank picks the same algorithm.
+        let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
+        if widest <= linear_bytes() {
+            let parts = disjoint_mut(recv, &blocks)?;
+            return linear_all_gather(self, bytes(send), parts, tag::ALLGATHER);
+        }
         recv[blocks[r].clone()].copy_from_slice(bytes(send));
         ring_all_gather(self, recv, &blocks, 0, tag::ALLGATHER)
     }
@@ -324,6 +426,12 @@ impl World {
                 send.len(),
                 recv.len()
             )));
+        }
+        let each = std::mem::size_of_val(send) / n;
+        if each > 0 && each <= linear_bytes() {
+            let (send, recv) = (bytes(send), bytes_mut(recv));
+            let out = send.chunks(each).map(|b| b as &[u8]);
+            return linear_all_to_all(self, out, recv.chunks_mut(each).collect());
         }
         let c = send.len() / n;
         let counts = vec![c; n];
@@ -348,6 +456,13 @@ impl World {
         let inn = ranges::<T>(n, recv_counts, recv_displs, recv.len(), "all_to_all (recv)")?;
         let (send, recv) = (bytes(send), bytes_mut(recv));
         check_length(r as i32, out[r].len(), inn[r].len())?;
+        // Ranks may choose differently here (their counts differ): either way each pair
+        // exchanges one message each way, matched in order, so the two algorithms mix.
+        let widest = out.iter().chain(&inn).map(|b| b.len()).max().unwrap_or(0);
+        if widest <= linear_bytes() {
+            let outgoing = out.iter().map(|b| &send[b.clone()]);
+            return linear_all_to_all(self, outgoing, disjoint_mut(recv, &inn)?);
+        }
         recv[inn[r].clone()].copy_from_slice(&send[out[r].clone()]);
         for k in 1..n {
             let dest = (r + k) % n;
@@ -363,6 +478,50 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// All-gather by posting everything at once: `own` goes to every other rank, and `parts[i]`
+/// (one per rank) receives rank i's block; this rank's own part is copied locally.
+fn linear_all_gather(
+    world: &World,
+    own: &[u8],
+    mut parts: Vec<&mut [u8]>,
+    tag: i32,
+) -> Result<(), CommError> {
+    let (n, r) = (world.size() as usize, world.rank() as usize);
+    check_length(r as i32, own.len(), parts[r].len())?;
+    parts[r].copy_from_slice(own);
+    let others = (1..n).map(|k| ((r + k) % n) as i32);
+    let recvs = parts
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, _)| i != r)
+        .map(|(i, p)| (i as i32, p));
+    exchange_all(world, tag, recvs, others.map(|d| (d, own)))
+}
+
+/// All-to-all by posting everything at once: block `i` of `out` goes to rank `i`, and
+/// `parts[i]` receives rank `i`'s block for this rank.
+fn linear_all_to_all<'a>(
+    world: &World,
+    out: impl Iterator<Item = &'a [u8]>,
+    mut parts: Vec<&mut [u8]>,
+) -> Result<(), CommError> {
+    let (n, r) = (world.size() as usize, world.rank() as usize);
+    let out: Vec<&[u8]> = out.collect();
+    check_length(r as i32, out[r].len(), parts[r].len())?;
+    parts[r].copy_from_slice(out[r]);
+    // Each rank starts with the rank after it, so the first messages do not all go to one.
+    let sends = (1..n).map(|k| {
+        let d = (r + k) % n;
+        (d as i32, out[d])
+    });
+    let recvs = parts
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, _)| i != r)
+        .map(|(i, p)| (i as i32, p));
+    exchange_all(world, tag::ALLTOALL, recvs, sends)
 }
 
 impl Peer<'_> {

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use bytemuck::Pod;
 
 use super::{
-    Operation, Slot, bytes, bytes_mut, exchange, invalid, receive, send, tag, with_scratch,
+    Operation, Slot, bytes, bytes_mut, exchange, exchange_all, invalid, linear_all_gather,
+    linear_bytes, receive, send, tag, with_scratch,
 };
 use crate::comm::{CommError, Mode, Peer, World};
 
@@ -250,7 +251,9 @@ impl Peer<'_> {
                 send.len()
             )));
         }
-        if root == 0 {
+        if is_linear(world, send) {
+            linear_reduce_root(world, send, recv, &op)
+        } else if root == 0 {
             tree_reduce(world, send, Some(recv), &op)
         } else {
             tree_reduce(world, send, None, &op)?;
@@ -268,7 +271,10 @@ impl Peer<'_> {
                 "reduce_into is for ranks other than the root; rank {root} is the root"
             )));
         }
-        if world.rank() == 0 {
+        if is_linear(world, send) {
+            // Small: straight to the root, which combines in rank order.
+            self::send(world, root, tag::REDUCE, bytes(send))
+        } else if world.rank() == 0 {
             with_scratch(Slot::Accumulator, send.len(), |acc: &mut [T]| {
                 tree_reduce(world, send, Some(acc), &op)?;
                 send_result(world, root, acc)
@@ -280,6 +286,47 @@ impl Peer<'_> {
 
     fn checked_root(&self, world: &World) -> Result<i32, CommError> {
         super::check_root(world, self.rank())
+    }
+}
+
+/// Whether a reduction of `send` goes straight between ranks (small ones, [`linear_bytes`])
+/// rather than along a tree or ring. Ranks called with the same count agree.
+fn is_linear<T: Pod>(world: &World, send: &[T]) -> bool {
+    let len = std::mem::size_of_val(send);
+    world.size() > 1 && len > 0 && len <= linear_bytes()
+}
+
+/// The root's side of a small reduce: every other rank's contribution arrives at once (no rank
+/// waits for another), then `recv = x0 op x1 op ... op x(n-1)`.
+fn linear_reduce_root<T: Pod, O: Operation<T>>(
+    world: &World,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+) -> Result<(), CommError> {
+    let (n, r) = (world.size() as usize, world.rank() as usize);
+    let each = std::mem::size_of_val(send);
+    with_scratch(Slot::Incoming, n * send.len(), |all: &mut [T]| {
+        let recvs = bytes_mut(all)
+            .chunks_mut(each)
+            .enumerate()
+            .filter(|&(i, _)| i != r)
+            .map(|(i, p)| (i as i32, p));
+        exchange_all(world, tag::REDUCE, recvs, std::iter::empty())?;
+        all[r * send.len()..][..send.len()].copy_from_slice(send);
+        fold_in_rank_order(all, recv, op);
+        Ok(())
+    })
+}
+
+/// `out = all[0] op all[1] op ... op all[n-1]` for `n` blocks of `out.len()` elements.
+fn fold_in_rank_order<T: Pod, O: Operation<T>>(all: &[T], out: &mut [T], op: &O) {
+    let mut blocks = all.chunks(out.len().max(1));
+    if let Some(first) = blocks.next() {
+        out.copy_from_slice(first);
+    }
+    for b in blocks {
+        op.reduce_into_left(out, b);
     }
 }
 
@@ -307,8 +354,19 @@ impl World {
                 send.len()
             )));
         }
-        recv.copy_from_slice(send);
         let n = self.size() as usize;
+        if n > 2 && is_linear(self, send) {
+            // Small: one round in which every rank sends its part to every other, then each
+            // combines all parts in rank order (the same bits on every rank).
+            let each = std::mem::size_of_val(send);
+            return with_scratch(Slot::Incoming, n * send.len(), |all: &mut [T]| {
+                let parts = bytes_mut(all).chunks_mut(each).collect();
+                linear_all_gather(self, bytes(send), parts, tag::ALLREDUCE)?;
+                fold_in_rank_order(all, recv, &op);
+                Ok(())
+            });
+        }
+        recv.copy_from_slice(send);
         if n == 1 {
             return Ok(());
         }

@@ -169,15 +169,21 @@ pub fn futex_wake(word: &AtomicU32) {
         rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
 }
 
-/// How long a waiter spins before sleeping: 50 µs, or `ONECOPY_SPIN_US` (0 to 100000).
+/// How long a waiter spins before sleeping: 1 ms, or `ONECOPY_SPIN_US` (0 to 100000).
+///
+/// Longer than waking a sleeper takes on a virtual machine (tens of µs, sometimes more): with a
+/// budget of 50 µs two ranks in lock step could fall into a pattern where each slept on every
+/// call because the other's wake-up outlasted its spin, and an 8-byte all-reduce took 5-110 µs
+/// instead of 0.15 (BENCHMARKS.md, "Collectives").
 pub fn spin_budget() -> Duration {
+    const SPIN_US: u64 = 1000;
     static BUDGET: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     *BUDGET.get_or_init(|| {
         let us = std::env::var("ONECOPY_SPIN_US")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|&us| us <= 100_000)
-            .unwrap_or(50);
+            .unwrap_or(SPIN_US);
         Duration::from_micros(us)
     })
 }
