@@ -275,11 +275,12 @@ fn calibrate(
         let t = order(world, coll, size, trial, buffers)?;
         let per = (t / trial as f64).max(1e-9);
         let wanted = ((budget / per) as u64).clamp(5, MOST);
-        if t >= budget / 10.0 || trial >= wanted {
+        // Done once a trial was a tenth of the run, in time or in calls (runs are capped).
+        if t >= budget / 10.0 || trial * 10 >= wanted {
             return Ok(wanted);
         }
-        // Grow tenfold at most, and no further than a tenth of the budget by this estimate.
-        trial = (trial * 10).min(wanted / 10).max(trial + 1);
+        // Grow tenfold at most, and no further than a tenth of the run by this estimate.
+        trial = (trial * 10).min(wanted.div_ceil(10));
     }
 }
 
