@@ -49,7 +49,7 @@ pub const BCAST_SCATTER_BYTES: usize = 512 << 10;
 
 /// All-to-all blocks and all-gather blocks of at most this many bytes are exchanged by posting
 /// every send and receive at once ([`exchange_all`]) rather than in n - 1 paired steps; so are
-/// the all-reduces and reduces of this many bytes or fewer (BENCHMARKS.md, "Collectives").
+/// the all-reduces of this many bytes or fewer (BENCHMARKS.md, "Collectives").
 pub const LINEAR_BYTES: usize = 1 << 10;
 
 fn linear_bytes() -> usize {
@@ -294,11 +294,11 @@ fn split_two(
 }
 
 /// Ring all-gather of byte blocks: rank `r` holds block `(r + shift) % n` of `buf` and ends with
-/// all of them; `blocks[i]` is block `i`'s place in `buf`.
+/// all of them; `block(i)` is block `i`'s place in `buf`.
 fn ring_all_gather(
     world: &World,
     buf: &mut [u8],
-    blocks: &[Range<usize>],
+    block: impl Fn(usize) -> Range<usize>,
     shift: usize,
     tag: i32,
 ) -> Result<(), CommError> {
@@ -307,8 +307,8 @@ fn ring_all_gather(
     let next = ((r + 1) % n) as i32;
     let prev = ((r + n - 1) % n) as i32;
     for k in 0..n.saturating_sub(1) {
-        let out = blocks[(r + shift + n - k) % n].clone();
-        let inn = blocks[(r + shift + 2 * n - k - 1) % n].clone();
+        let out = block((r + shift + n - k) % n);
+        let inn = block((r + shift + 2 * n - k - 1) % n);
         let (out, inn) = split_two(buf, out, inn)?;
         exchange(world, next, out, prev, inn, tag)?;
     }
@@ -376,14 +376,14 @@ impl World {
                 recv.len()
             )));
         }
-        let bytes_each = std::mem::size_of_val(send);
-        if bytes_each > 0 && bytes_each <= linear_bytes() {
-            let parts = bytes_mut(recv).chunks_mut(bytes_each).collect();
+        let each = std::mem::size_of_val(send);
+        let (r, recv) = (self.rank() as usize, bytes_mut(recv));
+        if n > 2 && each > 0 && each <= linear_bytes() {
+            let parts = recv.chunks_mut(each).collect();
             return linear_all_gather(self, bytes(send), parts, tag::ALLGATHER);
         }
-        let counts = vec![c; n];
-        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
-        self.all_gather_varcount_into(send, recv, &counts, &displs)
+        recv[r * each..][..each].copy_from_slice(bytes(send));
+        ring_all_gather(self, recv, |i| i * each..(i + 1) * each, 0, tag::ALLGATHER)
     }
 
     /// Rank `i`'s `send` (`counts[i]` elements) lands at `recv[displs[i]..]` on every rank
@@ -408,12 +408,12 @@ impl World {
         let recv = bytes_mut(recv);
         // Every rank has the same counts, so every rank picks the same algorithm.
         let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
-        if widest <= linear_bytes() {
+        if n > 2 && widest <= linear_bytes() {
             let parts = disjoint_mut(recv, &blocks)?;
             return linear_all_gather(self, bytes(send), parts, tag::ALLGATHER);
         }
         recv[blocks[r].clone()].copy_from_slice(bytes(send));
-        ring_all_gather(self, recv, &blocks, 0, tag::ALLGATHER)
+        ring_all_gather(self, recv, |i| blocks[i].clone(), 0, tag::ALLGATHER)
     }
 
     /// Rank `i` sends block `j` of its `send` to rank `j`, which stores it as block `i` of its
@@ -428,15 +428,19 @@ impl World {
             )));
         }
         let each = std::mem::size_of_val(send) / n;
-        if each > 0 && each <= linear_bytes() {
-            let (send, recv) = (bytes(send), bytes_mut(recv));
+        let (r, send, recv) = (self.rank() as usize, bytes(send), bytes_mut(recv));
+        if n > 2 && each > 0 && each <= linear_bytes() {
             let out = send.chunks(each).map(|b| b as &[u8]);
             return linear_all_to_all(self, out, recv.chunks_mut(each).collect());
         }
-        let c = send.len() / n;
-        let counts = vec![c; n];
-        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
-        self.all_to_all_varcount_into(send, &counts, &displs, recv, &counts, &displs)
+        let block = |i: usize| i * each..(i + 1) * each;
+        recv[block(r)].copy_from_slice(&send[block(r)]);
+        for k in 1..n {
+            let (dest, source) = ((r + k) % n, (r + n - k) % n);
+            let (out, inn) = (&send[block(dest)], &mut recv[block(source)]);
+            exchange(self, dest as i32, out, source as i32, inn, tag::ALLTOALL)?;
+        }
+        Ok(())
     }
 
     /// Pairwise exchange: at step k rank r sends its block for r + k and receives the block
@@ -459,7 +463,7 @@ impl World {
         // Ranks may choose differently here (their counts differ): either way each pair
         // exchanges one message each way, matched in order, so the two algorithms mix.
         let widest = out.iter().chain(&inn).map(|b| b.len()).max().unwrap_or(0);
-        if widest <= linear_bytes() {
+        if n > 2 && widest <= linear_bytes() {
             let outgoing = out.iter().map(|b| &send[b.clone()]);
             return linear_all_to_all(self, outgoing, disjoint_mut(recv, &inn)?);
         }
@@ -698,7 +702,7 @@ fn broadcast_bytes(world: &World, root: i32, buf: &mut [u8], tag: i32) -> Result
             let b = block(buf.len(), nu, vr as usize);
             receive(world, root, tag, &mut buf[b])?;
         }
-        return ring_all_gather(world, buf, &blocks, 0, tag);
+        return ring_all_gather(world, buf, |i| blocks[i].clone(), 0, tag);
     }
     let mut mask = 1;
     while mask < n {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use bytemuck::Pod;
 
 use super::{
-    Operation, Slot, bytes, bytes_mut, exchange, exchange_all, invalid, linear_all_gather,
+    Operation, Slot, bytes, bytes_mut, exchange, invalid, linear_all_gather,
     linear_bytes, receive, send, tag, with_scratch,
 };
 use crate::comm::{CommError, Mode, Peer, World};
@@ -251,9 +251,7 @@ impl Peer<'_> {
                 send.len()
             )));
         }
-        if is_linear(world, send) {
-            linear_reduce_root(world, send, recv, &op)
-        } else if root == 0 {
+        if root == 0 {
             tree_reduce(world, send, Some(recv), &op)
         } else {
             tree_reduce(world, send, None, &op)?;
@@ -271,10 +269,7 @@ impl Peer<'_> {
                 "reduce_into is for ranks other than the root; rank {root} is the root"
             )));
         }
-        if is_linear(world, send) {
-            // Small: straight to the root, which combines in rank order.
-            self::send(world, root, tag::REDUCE, bytes(send))
-        } else if world.rank() == 0 {
+        if world.rank() == 0 {
             with_scratch(Slot::Accumulator, send.len(), |acc: &mut [T]| {
                 tree_reduce(world, send, Some(acc), &op)?;
                 send_result(world, root, acc)
@@ -289,34 +284,11 @@ impl Peer<'_> {
     }
 }
 
-/// Whether a reduction of `send` goes straight between ranks (small ones, [`linear_bytes`])
-/// rather than along a tree or ring. Ranks called with the same count agree.
+/// Whether an all-reduce of `send` is small enough to go as one round of messages between all
+/// ranks ([`linear_bytes`]). Ranks called with the same count agree.
 fn is_linear<T: Pod>(world: &World, send: &[T]) -> bool {
     let len = std::mem::size_of_val(send);
     world.size() > 1 && len > 0 && len <= linear_bytes()
-}
-
-/// The root's side of a small reduce: every other rank's contribution arrives at once (no rank
-/// waits for another), then `recv = x0 op x1 op ... op x(n-1)`.
-fn linear_reduce_root<T: Pod, O: Operation<T>>(
-    world: &World,
-    send: &[T],
-    recv: &mut [T],
-    op: &O,
-) -> Result<(), CommError> {
-    let (n, r) = (world.size() as usize, world.rank() as usize);
-    let each = std::mem::size_of_val(send);
-    with_scratch(Slot::Incoming, n * send.len(), |all: &mut [T]| {
-        let recvs = bytes_mut(all)
-            .chunks_mut(each)
-            .enumerate()
-            .filter(|&(i, _)| i != r)
-            .map(|(i, p)| (i as i32, p));
-        exchange_all(world, tag::REDUCE, recvs, std::iter::empty())?;
-        all[r * send.len()..][..send.len()].copy_from_slice(send);
-        fold_in_rank_order(all, recv, op);
-        Ok(())
-    })
 }
 
 /// `out = all[0] op all[1] op ... op all[n-1]` for `n` blocks of `out.len()` elements.
@@ -465,11 +437,8 @@ fn ring_all_reduce<T: Pod, O: Operation<T>>(
     })?;
     // Rank r now holds block r + 1 complete.
     let size = std::mem::size_of::<T>();
-    let byte_blocks: Vec<_> = blocks
-        .iter()
-        .map(|b| b.start * size..b.end * size)
-        .collect();
-    super::ring_all_gather(world, bytes_mut(acc), &byte_blocks, 1, tag::ALLREDUCE)
+    let byte_block = |i: usize| blocks[i].start * size..blocks[i].end * size;
+    super::ring_all_gather(world, bytes_mut(acc), byte_block, 1, tag::ALLREDUCE)
 }
 
 fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
