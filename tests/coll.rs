@@ -230,11 +230,53 @@ fn reductions_every_step(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Elements of 3 bytes (the runtime's 64 KiB pieces are not whole elements, so a reduction
+/// receives, then folds) and float products (exact here: every factor is a power of two).
+fn odd_elements_and_float_products(world: &World) -> Result<(), String> {
+    fn add3(a: [u8; 3], b: [u8; 3]) -> [u8; 3] {
+        [0, 1, 2].map(|k| a[k].wrapping_add(b[k]))
+    }
+    let op = UserOperation::commutative(|l: &[[u8; 3]], r: &mut [[u8; 3]]| {
+        for (r, l) in r.iter_mut().zip(l) {
+            *r = add3(*l, *r);
+        }
+    });
+    let make = |r: usize, i: usize| [(r + i) as u8, (r * i) as u8, (i / 7) as u8];
+    check_reduce(world, "3-byte add", op, add3, make, &[1, 30_000, 100_001])?;
+    let factor = |r: usize, i: usize| if (r + i) % 3 == 0 { 2.0 } else { 0.5 };
+    let product = SystemOperation::product();
+    check_reduce(world, "f64 product", product, |a, b| a * b, factor, &SIZES)?;
+    check_reduce(
+        world,
+        "f32 product",
+        product,
+        |a, b| a * b,
+        |r, i| factor(r, i) as f32,
+        &SIZES,
+    )
+}
+
+#[test]
+fn odd_element_sizes_and_float_products_match_the_serial_fold() {
+    let _dog = common::watchdog(
+        "odd_element_sizes_and_float_products_match_the_serial_fold",
+        240,
+    );
+    for n in [2, 3, 5] {
+        for transport in ["auto", "cma-read", "cma-split", "shm-copy"] {
+            assert_all_ok(
+                &run_job(n, transport, odd_elements_and_float_products),
+                &format!("odd elements and products, {n} ranks, {transport}"),
+            );
+        }
+    }
+}
+
 #[test]
 fn every_reduce_step_gives_the_same_result() {
     let _dog = common::watchdog("every_reduce_step_gives_the_same_result", 240);
     for n in [2, 3, 6] {
-        for transport in ["cma-read", "shm-copy"] {
+        for transport in ["cma-read", "cma-split", "shm-copy"] {
             assert_all_ok(
                 &run_job(n, transport, reductions_every_step),
                 &format!("reduce steps, {n} ranks, {transport}"),

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use bytemuck::Pod;
 
 use super::{
-    Operation, Slot, bytes, bytes_mut, exchange, invalid, linear_all_gather,
-    linear_bytes, receive, send, tag, with_scratch,
+    Operation, Slot, bytes, bytes_mut, exchange, invalid, linear_all_gather, linear_bytes, receive,
+    send, tag, with_scratch,
 };
-use crate::comm::{CommError, Mode, Peer, World};
+use crate::comm::{Combine, CommError, Mode, Peer, World};
 
 /// How a reduce step moves the peer's contribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +126,103 @@ fn give<T: Pod>(world: &World, parent: i32, data: &[T], step: ReduceStep) -> Res
     Ok(())
 }
 
+/// What a combining receive's `apply` reads through its context pointer.
+struct Folding<'a, O> {
+    op: &'a O,
+    /// The arriving part is the left operand (it holds lower ranks) rather than the right.
+    incoming_left: bool,
+}
+
+impl<O> Folding<'_, O> {
+    fn apply<T: Pod>(&self, acc: &mut [T], incoming: &[T])
+    where
+        O: Operation<T>,
+    {
+        if self.incoming_left {
+            self.op.reduce_into_right(incoming, acc);
+        } else {
+            self.op.reduce_into_left(acc, incoming);
+        }
+    }
+}
+
+/// [`Combine::apply`] for elements `T` and operation `O`.
+///
+/// # Safety
+/// `ctx` points to a live `Folding<O>`; `dst` is valid, aligned and unaliased for `len` bytes of
+/// whole `T`s; `src` is valid for `len` bytes.
+unsafe fn fold_bytes<T: Pod, O: Operation<T>>(
+    ctx: *const (),
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+) {
+    // SAFETY: the caller's contract.
+    let folding = unsafe { &*(ctx as *const Folding<'_, O>) };
+    let count = len / std::mem::size_of::<T>();
+    debug_assert!((dst as usize).is_multiple_of(std::mem::align_of::<T>()));
+    // SAFETY: the caller's contract.
+    let acc = unsafe { std::slice::from_raw_parts_mut(dst as *mut T, count) };
+    if (src as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        // SAFETY: valid for `len` bytes (the caller's contract) and aligned (checked).
+        let incoming = unsafe { std::slice::from_raw_parts(src as *const T, count) };
+        folding.apply(acc, incoming);
+    } else {
+        let mut incoming = vec![T::zeroed(); count];
+        // SAFETY: `src` is valid for `len` bytes; `incoming` holds `count` elements.
+        unsafe { std::ptr::copy_nonoverlapping(src, incoming.as_mut_ptr() as *mut u8, len) };
+        folding.apply(acc, &incoming);
+    }
+}
+
+/// Receives `source`'s part (exactly as long as `acc`) and folds it into `acc` while it arrives:
+/// out of each shared-memory chunk, or each single-copy read, straight into `acc` (reduce while
+/// copying), so it is never stored whole. `send` is sent meanwhile (it must not overlap `acc`).
+/// Where the runtime's pieces are not whole elements, the part is received, then folded.
+fn fold_from<T: Pod, O: Operation<T>>(
+    world: &World,
+    source: i32,
+    acc: &mut [T],
+    folding: &Folding<'_, O>,
+    send: Option<(i32, &[u8])>,
+    tag: i32,
+) -> Result<(), CommError> {
+    let combine = Combine {
+        apply: fold_bytes::<T, O>,
+        ctx: folding as *const Folding<'_, O> as *const (),
+    };
+    let want = std::mem::size_of_val(acc);
+    let elem = std::mem::size_of::<T>();
+    let Some(received) =
+        world.post_receive_combining(source, tag, bytes_mut(acc), elem, combine)?
+    else {
+        return with_scratch(Slot::Incoming, acc.len(), |got: &mut [T]| {
+            match send {
+                Some((dest, out)) => exchange(world, dest, out, source, bytes_mut(got), tag)?,
+                None => receive(world, source, tag, bytes_mut(got))?,
+            }
+            folding.apply(acc, got);
+            Ok(())
+        });
+    };
+    // Both requests are waited for before `acc` and `folding` go, also when one fails.
+    let sent = match send.map(|(dest, out)| world.post_send_reserved(dest, tag, out)) {
+        Some(Err(e)) => {
+            let _ = world.wait(received);
+            return Err(e);
+        }
+        Some(Ok(id)) => Some(id),
+        None => None,
+    };
+    let got = world.wait(received);
+    let gone = sent.map(|id| world.wait(id));
+    let status = got?;
+    if let Some(gone) = gone {
+        gone?;
+    }
+    super::check_length(source, status.count_bytes(), want)
+}
+
 /// `acc = acc op (child's contribution)`.
 fn take<T: Pod, O: Operation<T>>(
     world: &World,
@@ -135,11 +232,11 @@ fn take<T: Pod, O: Operation<T>>(
     step: ReduceStep,
 ) -> Result<(), CommError> {
     if step == ReduceStep::Copy {
-        return with_scratch(Slot::Incoming, acc.len(), |got: &mut [T]| {
-            receive(world, child, tag::REDUCE, bytes_mut(got))?;
-            op.reduce_into_left(acc, got);
-            Ok(())
-        });
+        let folding = Folding {
+            op,
+            incoming_left: false,
+        };
+        return fold_from(world, child, acc, &folding, None, tag::REDUCE);
     }
     let mut lent = [0u64; 2];
     receive(world, child, tag::REDUCE, bytes_mut(&mut lent))?;
@@ -431,10 +528,7 @@ fn ring_all_reduce<T: Pod, O: Operation<T>>(
 ) -> Result<(), CommError> {
     let n = world.size() as usize;
     let blocks: Vec<_> = (0..n).map(|i| super::block(acc.len(), n, i)).collect();
-    let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
-    with_scratch(Slot::Incoming, widest, |other: &mut [T]| {
-        ring_reduce_scatter(world, acc, other, &blocks, op)
-    })?;
+    ring_reduce_scatter(world, acc, &blocks, op)?;
     // Rank r now holds block r + 1 complete.
     let size = std::mem::size_of::<T>();
     let byte_block = |i: usize| blocks[i].start * size..blocks[i].end * size;
@@ -444,7 +538,6 @@ fn ring_all_reduce<T: Pod, O: Operation<T>>(
 fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
     world: &World,
     acc: &mut [T],
-    other: &mut [T],
     blocks: &[std::ops::Range<usize>],
     op: &O,
 ) -> Result<(), CommError> {
@@ -452,19 +545,33 @@ fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
     let r = world.rank() as usize;
     let next = ((r + 1) % n) as i32;
     let prev = ((r + n - 1) % n) as i32;
+    let folding = Folding {
+        op,
+        incoming_left: true,
+    };
+    let size = std::mem::size_of::<T>();
     for k in 0..n - 1 {
-        let out = blocks[(r + n - k) % n].clone();
-        let inn = blocks[(r + 2 * n - k - 1) % n].clone();
-        let got = &mut other[..inn.len()];
-        exchange(
+        let out = &blocks[(r + n - k) % n];
+        let inn = &blocks[(r + 2 * n - k - 1) % n];
+        let (out, inn) = super::split_two(
+            bytes_mut(acc),
+            out.start * size..out.end * size,
+            inn.start * size..inn.end * size,
+        )?;
+        // The block arriving from the previous rank holds the lower ranks' part.
+        let inn: &mut [T] = if inn.is_empty() {
+            &mut []
+        } else {
+            bytemuck::cast_slice_mut(inn)
+        };
+        fold_from(
             world,
-            next,
-            bytes(&acc[out]),
             prev,
-            bytes_mut(got),
+            inn,
+            &folding,
+            Some((next, out)),
             tag::ALLREDUCE,
         )?;
-        op.reduce_into_right(got, &mut acc[inn]);
     }
     Ok(())
 }

@@ -97,7 +97,36 @@ impl EarlyMessages {
 struct RecvBuf {
     ptr: *mut u8,
     cap: usize,
+    /// Combine arriving bytes into the buffer instead of overwriting it.
+    combine: Option<Combine>,
 }
+
+/// How a combining receive folds arriving bytes into its buffer: `apply(ctx, dst, src, len)`
+/// sets the `len` bytes at `dst` to a combination of themselves and the `len` bytes at `src`
+/// (`src` may be unaligned). The engine hands it whole elements only: every piece it moves
+/// (stream chunks, pulled chunks) is a multiple of the element size the poster checked with
+/// [`Engine::pieces_hold`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Combine {
+    pub apply: unsafe fn(ctx: *const (), dst: *mut u8, src: *const u8, len: usize),
+    /// What `apply` needs (the operation); alive until the receive completes.
+    pub ctx: *const (),
+}
+
+impl Combine {
+    /// Folds `src` into the `src.len()` bytes at `dst`.
+    ///
+    /// # Safety
+    /// `dst` is valid for `src.len()` bytes, not aliased by `src`, and lent by a receive whose
+    /// poster keeps `ctx` alive.
+    unsafe fn fold(&self, dst: *mut u8, src: &[u8]) {
+        // SAFETY: the caller's contract, and `src` is a valid slice.
+        unsafe { (self.apply)(self.ctx, dst, src.as_ptr(), src.len()) }
+    }
+}
+
+/// Bytes a combining cma pull reads per call: the piece and the buffer's part stay in L2.
+const COMBINE_PULL_BYTES: usize = 64 << 10;
 
 /// A send buffer lent to the engine, borrowed by its request until it completes.
 #[derive(Debug, Clone, Copy)]
@@ -575,7 +604,32 @@ impl Engine {
         ptr: *mut u8,
         cap: usize,
     ) -> Result<u64, CommError> {
-        let buf = RecvBuf { ptr, cap };
+        self.post_receive_combining(source, tag, ptr, cap, None)
+    }
+
+    /// Whether every piece a message can arrive in (eager slots, stream chunks, pulls) is a
+    /// whole number of `elem`-byte elements, as a combining receive needs.
+    pub fn pieces_hold(&self, elem: usize) -> bool {
+        elem > 0
+            && [
+                self.world.layout.eager_slot_bytes,
+                self.limits.chunk,
+                COMBINE_PULL_BYTES,
+            ]
+            .iter()
+            .all(|&piece| piece % elem == 0)
+    }
+
+    /// [`Engine::post_receive`], folding the message into `ptr` with `combine` when given.
+    pub fn post_receive_combining(
+        &mut self,
+        source: i64,
+        tag: i64,
+        ptr: *mut u8,
+        cap: usize,
+        combine: Option<Combine>,
+    ) -> Result<u64, CommError> {
+        let buf = RecvBuf { ptr, cap, combine };
         let found = self.unexpected.take(source, tag);
         let id = self.new_request(Req::Posted { source, tag, buf });
         if let Some(u) = found {
@@ -616,10 +670,19 @@ impl Engine {
                     capacity: buf.cap,
                 })
             } else {
-                // SAFETY: `buf` is the receive buffer its request borrows mutably until it
-                // completes; `len <= cap` (checked above).
-                let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr, len) };
-                fill(self, dst)?;
+                if let Some(combine) = buf.combine {
+                    let mut bytes = self.spare_buffer(len);
+                    fill(self, &mut bytes)?;
+                    // SAFETY: `buf` is the receive buffer its request borrows until it completes;
+                    // `len <= cap` (checked above); `bytes` is our own memory.
+                    unsafe { combine.fold(buf.ptr, &bytes) };
+                    self.recycle(bytes);
+                } else {
+                    // SAFETY: `buf` is the receive buffer its request borrows mutably until it
+                    // completes; `len <= cap` (checked above).
+                    let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr, len) };
+                    fill(self, dst)?;
+                }
                 Ok(Status {
                     source: source as i32,
                     tag,
@@ -721,7 +784,12 @@ impl Engine {
         }
         // SAFETY: `buf` is the receive buffer its request borrows mutably until completion;
         // `bytes.len() <= cap` (checked above), and `bytes` is our own memory.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.ptr, bytes.len()) };
+        unsafe {
+            match buf.combine {
+                Some(combine) => combine.fold(buf.ptr, bytes),
+                None => std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.ptr, bytes.len()),
+            }
+        };
         Ok(Status {
             source: source as i32,
             tag,
@@ -786,7 +854,9 @@ impl Engine {
             return Err(self.protocol(source, "RTS buffer wraps around the address space"));
         }
         let remote = RemoteRange::new(rts.addr as usize, len);
-        let split = self.mode == Mode::CmaSplit && len > self.limits.chunk;
+        // The sender writes a split's share itself: nothing to combine with, so a combining
+        // receive pulls it all.
+        let split = self.mode == Mode::CmaSplit && len > self.limits.chunk && buf.combine.is_none();
         if split {
             let cts = wire::Cts {
                 send_id: rts.send_id,
@@ -860,19 +930,57 @@ impl Engine {
         from: usize,
         to: usize,
     ) -> Result<(), CommError> {
+        if let Some(combine) = buf.combine {
+            return self.pull_combining(source, remote, buf.ptr, combine, from, to);
+        }
         // SAFETY: `buf` is borrowed mutably by its request until completion, and `[from, to)` is
         // inside it (`to <= len <= cap`); no other reference to these bytes exists meanwhile (the
         // sender writes only chunks it claimed, never these).
         let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr.add(from), to - from) };
-        let r = RemoteRange::new(remote.addr + from, to - from);
+        self.pull_into(source, remote.addr + from, dst)
+    }
+
+    /// Reads `dst.len()` bytes at `addr` in `source`'s memory into `dst`.
+    fn pull_into(&self, source: usize, addr: usize, dst: &mut [u8]) -> Result<(), CommError> {
+        let want = dst.len();
+        let r = RemoteRange::new(addr, want);
         let n = self
             .peer(source)?
             .read_vectored(&mut [IoSliceMut::new(dst)], &[r])
             .map_err(|e| self.vm_failure(source, e))?;
-        if n != to - from {
-            return Err(self.protocol(source, format!("pulled {n} of {} bytes", to - from)));
+        if n != want {
+            return Err(self.protocol(source, format!("pulled {n} of {want} bytes")));
         }
         Ok(())
+    }
+
+    /// Reduce while copying: pulls `[from, to)` in cache-sized pieces into one scratch buffer
+    /// and folds each into the receive buffer at once, so the peer's bytes never land in memory
+    /// as a whole.
+    fn pull_combining(
+        &self,
+        source: usize,
+        remote: RemoteRange,
+        ptr: *mut u8,
+        combine: Combine,
+        from: usize,
+        to: usize,
+    ) -> Result<(), CommError> {
+        let mut scratch = vec![0u8; COMBINE_PULL_BYTES.min(to - from)];
+        let mut at = from;
+        let mut result = Ok(());
+        while at < to {
+            let n = (to - at).min(COMBINE_PULL_BYTES);
+            if let Err(e) = self.pull_into(source, remote.addr + at, &mut scratch[..n]) {
+                result = Err(e);
+                break;
+            }
+            // SAFETY: `[at, at + n)` is inside the receive buffer its request borrows until
+            // completion (`to <= len <= cap`); `scratch` is our own memory.
+            unsafe { combine.fold(ptr.add(at), &scratch[..n]) };
+            at += n;
+        }
+        result
     }
 
     // ----- progress -----
@@ -1125,17 +1233,21 @@ impl Engine {
             return Err(self.protocol(source, "chunk out of order or out of range"));
         }
         let (_, offset) = self.world.eager_slot(source, self.me, slot);
-        // SAFETY: `buf` is borrowed by its request until completion; `[got, got + n)` is inside
-        // it (checked above). The slot was filled before the record was published.
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr.add(got), n) };
-        // SAFETY: as above for the slot; we free it only after this copy.
-        unsafe {
-            if len >= STREAMING_STORES_FROM {
-                crate::shm::copy_out_streaming(&self.world.segment, offset, dst)
-            } else {
-                crate::shm::copy_out(&self.world.segment, offset, dst)
+        if let Some(combine) = buf.combine {
+            assert!(offset + n <= self.world.segment.len());
+            // SAFETY: the slot lies in the segment (checked above) and was filled before its
+            // record was published; we free it only after this. `[got, got + n)` is inside the
+            // receive buffer its request borrows until completion (checked above).
+            unsafe {
+                let src = std::slice::from_raw_parts(self.world.segment.as_ptr().add(offset), n);
+                combine.fold(buf.ptr.add(got), src);
             }
-        };
+        } else {
+            // SAFETY: `buf` is borrowed by its request until completion; `[got, got + n)` is
+            // inside it (checked above). The slot was filled before the record was published,
+            // and we free it only after this copy.
+            unsafe { self.copy_chunk(offset, buf.ptr.add(got), n, len) };
+        }
         self.free_slot(source, slot);
         let got = got + n;
         if got == len {
@@ -1152,6 +1264,24 @@ impl Engine {
             *g = got;
         }
         Ok(())
+    }
+
+    /// Copies `n` bytes of the slot at `offset` to `dst`, with non-temporal stores when the
+    /// whole message (`len` bytes) is too large to stay in cache.
+    ///
+    /// # Safety
+    /// `dst` is valid for `n` bytes and the slot is filled and ours until freed.
+    unsafe fn copy_chunk(&self, offset: usize, dst: *mut u8, n: usize, len: usize) {
+        // SAFETY: the caller's contract.
+        let dst = unsafe { std::slice::from_raw_parts_mut(dst, n) };
+        // SAFETY: as above for the slot.
+        unsafe {
+            if len >= STREAMING_STORES_FROM {
+                crate::shm::copy_out_streaming(&self.world.segment, offset, dst)
+            } else {
+                crate::shm::copy_out(&self.world.segment, offset, dst)
+            }
+        }
     }
 
     /// Pushes chunks of streaming sends while slots and ring room allow; true if any moved.

@@ -28,6 +28,7 @@ pub use request::{Request, Scope, scope};
 
 use crate::shm::Segment;
 use crate::vm::{Process, VmError};
+pub(crate) use engine::Combine;
 use engine::{ANY, Engine, Limits, Watch};
 
 /// Errors of the runtime.
@@ -428,6 +429,33 @@ impl World {
             buf.as_mut_ptr(),
             buf.len(),
         )
+    }
+
+    /// Posts a receive from `rank` with exactly `tag` that folds the message into `buf` with
+    /// `combine` as it arrives instead of overwriting `buf`; `None` (nothing posted) when this
+    /// job moves messages in pieces that are not whole `elem`-byte elements.
+    pub(crate) fn post_receive_combining(
+        &self,
+        rank: i32,
+        tag: i32,
+        buf: &mut [u8],
+        elem: usize,
+        combine: Combine,
+    ) -> Result<Option<u64>, CommError> {
+        let source = self.check_rank(rank)? as i64;
+        let mut engine = self.shared.engine.borrow_mut();
+        if !engine.pieces_hold(elem) || !buf.len().is_multiple_of(elem) {
+            return Ok(None);
+        }
+        engine
+            .post_receive_combining(
+                source,
+                tag as i64,
+                buf.as_mut_ptr(),
+                buf.len(),
+                Some(combine),
+            )
+            .map(Some)
     }
 
     /// Runs `f` with the peer `rank`'s process, for single-copy reads outside the message
