@@ -45,6 +45,11 @@ pub const FUSED_CHUNK_BYTES: usize = 64 << 10;
 /// (reduce-scatter then all-gather) instead of recursive doubling.
 pub const ALLREDUCE_RING_BYTES: usize = 256 << 10;
 
+/// Small all-reduces on up to this many ranks go as one round in which every rank sends its
+/// part to every other; beyond it, n - 1 messages per rank cost more than log2(n) rounds
+/// (measured on 16 cores: at 8 ranks 1.8 µs against 1.4, at 16 ranks 6 against 2.4).
+pub const LINEAR_ALL_REDUCE_RANKS: usize = 4;
+
 /// 0: not read yet; 1: automatic; 2 + step: forced.
 static STEP: AtomicU8 = AtomicU8::new(0);
 
@@ -424,7 +429,7 @@ impl World {
             )));
         }
         let n = self.size() as usize;
-        if n > 2 && is_linear(self, send) {
+        if (3..=LINEAR_ALL_REDUCE_RANKS).contains(&n) && is_linear(self, send) {
             // Small: one round in which every rank sends its part to every other, then each
             // combines all parts in rank order (the same bits on every rank).
             let each = std::mem::size_of_val(send);
