@@ -602,6 +602,13 @@ fn mismatched_broadcast(world: &World) -> Result<(), String> {
     outcome(world.process_at_rank(0).broadcast_into(&mut buf))
 }
 
+fn mismatched_large_broadcast(world: &World) -> Result<(), String> {
+    // The root's message goes eagerly; rank 1 expects one too large for that.
+    let len = if world.rank() == 1 { 100_000 } else { 40_000 };
+    let mut buf = vec![1u8; len];
+    outcome(world.process_at_rank(0).broadcast_into(&mut buf))
+}
+
 fn mismatched_all_reduce(world: &World) -> Result<(), String> {
     let len = if world.rank() == 1 { 70_000 } else { 70_001 };
     let send = vec![1i64; len];
@@ -680,8 +687,9 @@ fn root_out_of_range(world: &World) -> Result<(), String> {
 #[test]
 fn mismatched_arguments_are_errors_not_hangs() {
     let _dog = common::watchdog("mismatched_arguments_are_errors_not_hangs", 300);
-    let cases: [(&str, Body); 7] = [
+    let cases: [(&str, Body); 8] = [
         ("scatter", mismatched_scatter),
+        ("large broadcast", mismatched_large_broadcast),
         ("all_gather", mismatched_all_gather),
         ("broadcast", mismatched_broadcast),
         ("all_reduce", mismatched_all_reduce),
