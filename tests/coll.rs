@@ -243,7 +243,7 @@ fn odd_elements_and_float_products(world: &World) -> Result<(), String> {
     });
     let make = |r: usize, i: usize| [(r + i) as u8, (r * i) as u8, (i / 7) as u8];
     check_reduce(world, "3-byte add", op, add3, make, &[1, 30_000, 100_001])?;
-    let factor = |r: usize, i: usize| if (r + i) % 3 == 0 { 2.0 } else { 0.5 };
+    let factor = |r: usize, i: usize| if (r + i).is_multiple_of(3) { 2.0 } else { 0.5 };
     let product = SystemOperation::product();
     check_reduce(world, "f64 product", product, |a, b| a * b, factor, &SIZES)?;
     check_reduce(
@@ -714,6 +714,73 @@ fn mismatched_arguments_are_errors_not_hangs() {
     }
     for n in [1, 3] {
         assert_all_ok(&run_job(n, "auto", root_out_of_range), "root out of range");
+    }
+}
+
+fn every_rank_its_own_root(world: &World) -> Result<(), String> {
+    // Every rank broadcasts as the root: all send, none receives, and the messages cross. The
+    // next collective meets them.
+    let mut buf = [world.rank() as u8; 16];
+    let me = world.process_at_rank(world.rank());
+    outcome(me.broadcast_into(&mut buf).and_then(|()| world.barrier()))
+}
+
+fn reduce_to_different_roots(world: &World) -> Result<(), String> {
+    let n = world.size();
+    let root = if world.rank() == n - 1 { n - 1 } else { 0 };
+    let peer = world.process_at_rank(root);
+    let send = [1u64; 8];
+    if world.rank() == root {
+        let mut got = [0u64; 8];
+        outcome(peer.reduce_into_root(&send, &mut got, SystemOperation::sum()))
+    } else {
+        outcome(peer.reduce_into(&send, SystemOperation::sum()))
+    }
+}
+
+fn different_collectives(world: &World) -> Result<(), String> {
+    // Rank 1 all-reduces while the others broadcast from rank 0.
+    let mut buf = [0u64; 4];
+    if world.rank() == 1 {
+        outcome(world.all_reduce_into(&[1u64; 4], &mut buf, SystemOperation::sum()))
+    } else {
+        outcome(world.process_at_rank(0).broadcast_into(&mut buf))
+    }
+}
+
+#[test]
+fn ranks_that_disagree_on_the_root_or_the_collective_get_an_error() {
+    let _dog = common::watchdog(
+        "ranks_that_disagree_on_the_root_or_the_collective_get_an_error",
+        300,
+    );
+    let cases: [(&str, Body, &str); 3] = [
+        (
+            "own roots",
+            every_rank_its_own_root,
+            "a broadcast to or from root",
+        ),
+        (
+            "reduce roots",
+            reduce_to_different_roots,
+            "a reduce to or from root",
+        ),
+        ("collectives", different_collectives, "an all-reduce"),
+    ];
+    for (name, body, names) in cases {
+        for n in [2, 3, 4] {
+            for transport in ["auto", "shm-copy"] {
+                let errors = run_job(n, transport, body);
+                let described = errors
+                    .iter()
+                    .flatten()
+                    .any(|e| e.contains("differ between ranks") && e.contains(names));
+                assert!(
+                    described,
+                    "{name}, {n} ranks, {transport}: no rank named the mismatch: {errors:?}"
+                );
+            }
+        }
     }
 }
 

@@ -26,22 +26,12 @@ use crate::comm::{CommError, Peer, World, scope};
 
 pub use op::{Integer, IntegerOperation, Number, Operation, SystemOperation, UserOperation};
 
-/// The tags the collectives use; a user's tags are 0 or more.
-pub const RESERVED_TAGS: Range<i32> = -64..-1;
+/// The tags the collectives use; a user's tags are 0 or more. Collectives with a root carry it
+/// in the tag, so ranks that disagree on the root (or on the collective) get
+/// [`CommError::Mismatch`] when the other's message reaches them.
+pub const RESERVED_TAGS: Range<i32> = crate::comm::tags::RESERVED;
 
-/// One tag per collective, so a message of one can never be taken by another.
-mod tag {
-    pub const BARRIER: i32 = -2;
-    pub const BCAST: i32 = -3;
-    pub const REDUCE: i32 = -4;
-    pub const REDUCE_DONE: i32 = -5;
-    pub const REDUCE_RESULT: i32 = -6;
-    pub const ALLREDUCE: i32 = -7;
-    pub const GATHER: i32 = -8;
-    pub const SCATTER: i32 = -9;
-    pub const ALLGATHER: i32 = -10;
-    pub const ALLTOALL: i32 = -11;
-}
+use crate::comm::tags as tag;
 
 /// Broadcasts of at least this many bytes (and more than two ranks) scatter the buffer and
 /// gather it back around a ring, so the root sends each byte once instead of log2(n) times.
@@ -539,7 +529,7 @@ impl Peer<'_> {
     pub fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
         let world = self.world();
         let root = check_root(world, self.rank())?;
-        broadcast_bytes(world, root, bytes_mut(buf), tag::BCAST)
+        broadcast_bytes(world, root, bytes_mut(buf), tag::rooted(tag::BCAST, root))
     }
 
     /// On the root: gathers every rank's `send` into `recv` in rank order.
@@ -561,7 +551,7 @@ impl Peer<'_> {
     pub fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
         let world = self.world();
         let root = self.non_root(world, "gather_into")?;
-        self::send(world, root, tag::GATHER, bytes(send))
+        self::send(world, root, tag::rooted(tag::GATHER, root), bytes(send))
     }
 
     /// On the root: rank `i`'s `send` lands at `recv[displs[i]..][..counts[i]]`.
@@ -574,6 +564,7 @@ impl Peer<'_> {
     ) -> Result<(), CommError> {
         let world = self.world();
         let root = self.at_root(world, "gather_varcount_into_root")?;
+        let gather = tag::rooted(tag::GATHER, root);
         let n = world.size() as usize;
         let blocks = ranges::<T>(n, counts, displs, recv.len(), "gather_varcount_into_root")?;
         let recv = bytes_mut(recv);
@@ -587,7 +578,7 @@ impl Peer<'_> {
         // being read by many at once.
         for (i, b) in blocks.iter().enumerate() {
             if i != root as usize {
-                receive(world, i as i32, tag::GATHER, &mut recv[b.clone()])?;
+                receive(world, i as i32, gather, &mut recv[b.clone()])?;
             }
         }
         Ok(())
@@ -617,7 +608,12 @@ impl Peer<'_> {
     pub fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
         let world = self.world();
         let root = self.non_root(world, "scatter_into")?;
-        receive(world, root, tag::SCATTER, bytes_mut(recv))
+        receive(
+            world,
+            root,
+            tag::rooted(tag::SCATTER, root),
+            bytes_mut(recv),
+        )
     }
 
     /// On the root: `send[displs[i]..][..counts[i]]` goes to rank `i`.
@@ -630,6 +626,7 @@ impl Peer<'_> {
     ) -> Result<(), CommError> {
         let world = self.world();
         let root = self.at_root(world, "scatter_varcount_into_root")?;
+        let scatter = tag::rooted(tag::SCATTER, root);
         let n = world.size() as usize;
         let blocks = ranges::<T>(n, counts, displs, send.len(), "scatter_varcount_into_root")?;
         let send = bytes(send);
@@ -640,7 +637,7 @@ impl Peer<'_> {
             let mut sent = Vec::with_capacity(n);
             for (i, b) in blocks.iter().enumerate() {
                 if i != root as usize {
-                    let id = world.post_send_reserved(i as i32, tag::SCATTER, &send[b.clone()])?;
+                    let id = world.post_send_reserved(i as i32, scatter, &send[b.clone()])?;
                     sent.push(scope.register(world.clone(), id));
                 }
             }

@@ -114,16 +114,27 @@ fn step_for(world: &World) -> ReduceStep {
 
 /// Hands `data` to `parent`, which combines it into its accumulator; returns once `data` may
 /// be reused.
-fn give<T: Pod>(world: &World, parent: i32, data: &[T], step: ReduceStep) -> Result<(), CommError> {
+fn give<T: Pod>(
+    world: &World,
+    parent: i32,
+    data: &[T],
+    step: ReduceStep,
+    root: i32,
+) -> Result<(), CommError> {
     let data = bytes(data);
     if step == ReduceStep::Copy {
-        return send(world, parent, tag::REDUCE, data);
+        return send(world, parent, tag::rooted(tag::REDUCE, root), data);
     }
     let lent = [data.as_ptr() as u64, data.len() as u64];
-    send(world, parent, tag::REDUCE, bytes(&lent))?;
+    send(world, parent, tag::rooted(tag::REDUCE, root), bytes(&lent))?;
     // `data` stays borrowed, untouched, until the parent says it has finished reading it.
     let mut done = [0u8; 1];
-    receive(world, parent, tag::REDUCE_DONE, &mut done)?;
+    receive(
+        world,
+        parent,
+        tag::rooted(tag::REDUCE_DONE, root),
+        &mut done,
+    )?;
     if done[0] != 0 {
         return Err(CommError::Mismatch {
             rank: parent,
@@ -240,16 +251,29 @@ fn take<T: Pod, O: Operation<T>>(
     acc: &mut [T],
     op: &O,
     step: ReduceStep,
+    root: i32,
 ) -> Result<(), CommError> {
     if step == ReduceStep::Copy {
         let folding = Folding {
             op,
             incoming_left: false,
         };
-        return fold_from(world, child, acc, &folding, None, tag::REDUCE);
+        return fold_from(
+            world,
+            child,
+            acc,
+            &folding,
+            None,
+            tag::rooted(tag::REDUCE, root),
+        );
     }
     let mut lent = [0u64; 2];
-    receive(world, child, tag::REDUCE, bytes_mut(&mut lent))?;
+    receive(
+        world,
+        child,
+        tag::rooted(tag::REDUCE, root),
+        bytes_mut(&mut lent),
+    )?;
     let want = std::mem::size_of_val(acc);
     let result = if lent[1] != want as u64 {
         Err(CommError::Mismatch {
@@ -264,7 +288,7 @@ fn take<T: Pod, O: Operation<T>>(
     };
     // The child waits for this whatever happened here, or it would never free its buffer.
     let done = [u8::from(result.is_err())];
-    send(world, child, tag::REDUCE_DONE, &done)?;
+    send(world, child, tag::rooted(tag::REDUCE_DONE, root), &done)?;
     result
 }
 
@@ -309,6 +333,7 @@ fn tree_reduce<T: Pod, O: Operation<T>>(
     send: &[T],
     acc: Option<&mut [T]>,
     op: &O,
+    root: i32,
 ) -> Result<(), CommError> {
     let (n, r) = (world.size(), world.rank());
     let step = step_for(world);
@@ -318,10 +343,10 @@ fn tree_reduce<T: Pod, O: Operation<T>>(
         let mut mask = 1;
         while mask < n {
             if r & mask != 0 {
-                return give(world, r - mask, acc, step);
+                return give(world, r - mask, acc, step, root);
             }
             if r + mask < n {
-                take(world, r + mask, acc, op, step)?;
+                take(world, r + mask, acc, op, step, root)?;
             }
             mask <<= 1;
         }
@@ -331,7 +356,7 @@ fn tree_reduce<T: Pod, O: Operation<T>>(
         Some(acc) => climb(acc),
         None if has_children => with_scratch(Slot::Accumulator, send.len(), climb),
         // A leaf lends its own buffer: nothing to combine into.
-        None => give(world, r & (r - 1), send, step),
+        None => give(world, r & (r - 1), send, step, root),
     }
 }
 
@@ -359,11 +384,16 @@ impl Peer<'_> {
             )));
         }
         if root == 0 {
-            tree_reduce(world, send, Some(recv), &op)
+            tree_reduce(world, send, Some(recv), &op, root)
         } else {
-            tree_reduce(world, send, None, &op)?;
+            tree_reduce(world, send, None, &op, root)?;
             // The tree keeps rank order by ending on rank 0; the result then moves once.
-            receive(world, 0, tag::REDUCE_RESULT, bytes_mut(recv))
+            receive(
+                world,
+                0,
+                tag::rooted(tag::REDUCE_RESULT, root),
+                bytes_mut(recv),
+            )
         }
     }
 
@@ -378,11 +408,11 @@ impl Peer<'_> {
         }
         if world.rank() == 0 {
             with_scratch(Slot::Accumulator, send.len(), |acc: &mut [T]| {
-                tree_reduce(world, send, Some(acc), &op)?;
+                tree_reduce(world, send, Some(acc), &op, root)?;
                 send_result(world, root, acc)
             })
         } else {
-            tree_reduce(world, send, None, &op)
+            tree_reduce(world, send, None, &op, root)
         }
     }
 
@@ -410,7 +440,12 @@ fn fold_in_rank_order<T: Pod, O: Operation<T>>(all: &[T], out: &mut [T], op: &O)
 }
 
 fn send_result<T: Pod>(world: &World, root: i32, acc: &[T]) -> Result<(), CommError> {
-    send(world, root, tag::REDUCE_RESULT, bytes(acc))
+    send(
+        world,
+        root,
+        tag::rooted(tag::REDUCE_RESULT, root),
+        bytes(acc),
+    )
 }
 
 impl World {
@@ -454,10 +489,7 @@ impl World {
         } else {
             ALLREDUCE_RING_BYTES
         };
-        if std::mem::size_of_val(send) >= ring_from
-            && op.is_commutative()
-            && send.len() >= n
-        {
+        if std::mem::size_of_val(send) >= ring_from && op.is_commutative() && send.len() >= n {
             ring_all_reduce(self, recv, &op)
         } else {
             recursive_doubling(self, recv, &op)

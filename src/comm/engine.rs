@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use super::layout::World as Segment;
 use super::ring::{Reader, Record, ShmRing, Writer};
 use super::wire::{self, kind};
-use super::{CommError, Mode, Status};
+use super::{CommError, Mode, Status, tags};
 use crate::vm::{Process, RemoteRange};
 
 /// Streamed messages at least this large are copied out of the slots with non-temporal stores:
@@ -69,8 +69,28 @@ impl EarlyMessages {
     }
 
     /// Removes the earliest message a receive from `source` with `tag` (either may be [`ANY`])
-    /// matches.
-    fn take(&mut self, source: i64, tag: i64) -> Option<Unexpected> {
+    /// matches. A collective's receive takes the next collective message from its source, which
+    /// must carry its tag: `Err` holds the other tag, and the message stays.
+    fn take(&mut self, source: i64, tag: i64) -> Result<Option<Unexpected>, i32> {
+        if tags::is_reserved(tag) && source != ANY {
+            let queue = usize::try_from(source)
+                .ok()
+                .and_then(|s| self.by_source.get_mut(s));
+            let Some(queue) = queue else {
+                return Ok(None);
+            };
+            let Some(i) = queue.iter().position(|(_, u)| u.tag < 0) else {
+                return Ok(None);
+            };
+            if queue[i].1.tag as i64 != tag {
+                return Err(queue[i].1.tag);
+            }
+            return Ok(queue.remove(i).map(|(_, u)| u));
+        }
+        Ok(self.take_matching(source, tag))
+    }
+
+    fn take_matching(&mut self, source: i64, tag: i64) -> Option<Unexpected> {
         let first = |q: &VecDeque<(u64, Unexpected)>| {
             q.iter()
                 .position(|(_, u)| matches(source, tag, u.source, u.tag))
@@ -294,6 +314,24 @@ fn ring_of(world: &Segment, from: usize, to: usize) -> ShmRing<'_> {
         control,
         cells,
         capacity: world.layout.ring_cells,
+    }
+}
+
+/// Whether a collective's receive (from `want_source`, for collective tag `want_tag`) meets a
+/// message of another collective from that source: the ranks are not in the same collective.
+fn conflicts(want_source: i64, want_tag: i64, source: usize, tag: i32) -> bool {
+    tags::is_reserved(want_tag) && tag < 0 && want_source == source as i64 && want_tag != tag as i64
+}
+
+/// The error for a collective receive that met another collective's message.
+fn collective_mismatch(source: usize, ours: i32, theirs: i32) -> CommError {
+    CommError::Mismatch {
+        rank: source as i32,
+        what: format!(
+            "rank {source} sent a message of {} where this rank is in {}",
+            tags::describe(theirs),
+            tags::describe(ours)
+        ),
     }
 }
 
@@ -630,7 +668,13 @@ impl Engine {
         combine: Option<Combine>,
     ) -> Result<u64, CommError> {
         let buf = RecvBuf { ptr, cap, combine };
-        let found = self.unexpected.take(source, tag);
+        let found = match self.unexpected.take(source, tag) {
+            Ok(found) => found,
+            Err(theirs) => {
+                let e = collective_mismatch(source as usize, tag as i32, theirs);
+                return Ok(self.new_request(Req::Done(Err(e))));
+            }
+        };
         let id = self.new_request(Req::Posted { source, tag, buf });
         if let Some(u) = found {
             self.deliver(id, u.source, u.tag, u.body, buf)?;
@@ -729,7 +773,8 @@ impl Engine {
     }
 
     /// Removes and returns the first posted receive that matches a message from `source` with
-    /// `tag`.
+    /// `tag`. A collective's receive from `source` waiting for another collective tag fails
+    /// instead (the message then waits as unexpected).
     fn take_posted(&mut self, source: usize, tag: i32) -> Option<(u64, RecvBuf)> {
         let i = self
             .posted
@@ -737,11 +782,20 @@ impl Engine {
             .position(|id| match self.requests.get(id) {
                 Some(Req::Posted {
                     source: s, tag: t, ..
-                }) => matches(*s, *t, source, tag),
+                }) => matches(*s, *t, source, tag) || conflicts(*s, *t, source, tag),
                 _ => false,
             })?;
         let id = self.posted.remove(i)?;
         match self.requests.get(&id) {
+            Some(Req::Posted {
+                source: from,
+                tag: want,
+                ..
+            }) if conflicts(*from, *want, source, tag) => {
+                let e = collective_mismatch(source, *want as i32, tag);
+                self.finish(id, Err(e));
+                None
+            }
             Some(Req::Posted { buf, .. }) => Some((id, *buf)),
             _ => None,
         }

@@ -13,6 +13,7 @@ mod engine;
 pub mod layout;
 pub mod request;
 mod ring;
+pub(crate) mod tags;
 mod wire;
 
 use std::cell::RefCell;

@@ -1,0 +1,95 @@
+//! The tags collectives use. They are negative, so a user's receive (tags are 0 or more, and a
+//! receive for any tag takes only those) never takes a collective's message.
+//!
+//! A collective with a root carries the root in its tag. The runtime treats a receive with one
+//! of these tags strictly: the next collective message from that peer must carry the same tag,
+//! or the receive fails with [`CommError::Mismatch`](super::CommError::Mismatch) naming both.
+//! Ranks that disagree on which collective they are in, or on its root, then get an error as soon
+//! as a message of the other crosses their path, instead of waiting for one that never comes or
+//! taking it for their own.
+
+use std::ops::Range;
+
+use super::MAX_RANKS;
+
+/// Kinds per root: the tag of kind `k` (a value from -2 down to -(KINDS + 1)) with root `r` is
+/// `k - KINDS * r`.
+const KINDS: i32 = 16;
+
+pub const BARRIER: i32 = -2;
+pub const BCAST: i32 = -3;
+pub const REDUCE: i32 = -4;
+pub const REDUCE_DONE: i32 = -5;
+pub const REDUCE_RESULT: i32 = -6;
+pub const ALLREDUCE: i32 = -7;
+pub const GATHER: i32 = -8;
+pub const SCATTER: i32 = -9;
+pub const ALLGATHER: i32 = -10;
+pub const ALLTOALL: i32 = -11;
+
+/// Every tag a collective may use.
+pub const RESERVED: Range<i32> = (-1 - KINDS * (MAX_RANKS as i32 + 1))..-1;
+
+/// The tag of collective `kind` with root `root`.
+pub fn rooted(kind: i32, root: i32) -> i32 {
+    kind - KINDS * root
+}
+
+/// Whether `tag` is one of the collectives' tags (as a receive's wanted tag: `ANY` is not).
+pub fn is_reserved(tag: i64) -> bool {
+    tag < -1
+}
+
+/// What a collective tag stands for, for error messages: "a broadcast from root 3".
+pub fn describe(tag: i32) -> String {
+    if !RESERVED.contains(&tag) {
+        return format!("tag {tag}");
+    }
+    let kind = -2 - (-2 - tag) % KINDS;
+    let root = (kind - tag) / KINDS;
+    let name = match kind {
+        BARRIER => "a barrier",
+        BCAST => "a broadcast",
+        REDUCE | REDUCE_DONE | REDUCE_RESULT => "a reduce",
+        ALLREDUCE => "an all-reduce",
+        GATHER => "a gather",
+        SCATTER => "a scatter",
+        ALLGATHER => "an all-gather",
+        ALLTOALL => "an all-to-all",
+        _ => return format!("collective tag {tag}"),
+    };
+    match kind {
+        BCAST | REDUCE | REDUCE_DONE | REDUCE_RESULT | GATHER | SCATTER => {
+            format!("{name} to or from root {root}")
+        }
+        _ => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_name_their_collective_and_root() {
+        assert_eq!(describe(rooted(BCAST, 0)), "a broadcast to or from root 0");
+        assert_eq!(
+            describe(rooted(BCAST, 4095)),
+            "a broadcast to or from root 4095"
+        );
+        assert_eq!(
+            describe(rooted(REDUCE_RESULT, 7)),
+            "a reduce to or from root 7"
+        );
+        assert_eq!(describe(ALLTOALL), "an all-to-all");
+        assert!(RESERVED.contains(&rooted(SCATTER, MAX_RANKS as i32 - 1)));
+        assert!(!RESERVED.contains(&-1) && !RESERVED.contains(&0));
+        // Every (kind, root) pair has its own tag.
+        let mut seen = std::collections::HashSet::new();
+        for kind in [BCAST, REDUCE, REDUCE_DONE, REDUCE_RESULT, GATHER, SCATTER] {
+            for root in [0, 1, 2, 15, 16, 17, 4095] {
+                assert!(seen.insert(rooted(kind, root)));
+            }
+        }
+    }
+}
