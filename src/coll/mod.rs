@@ -38,8 +38,8 @@ use crate::comm::tags as tag;
 pub const BCAST_SCATTER_BYTES: usize = 512 << 10;
 
 /// All-to-all blocks and all-gather blocks of at most this many bytes are exchanged by posting
-/// every send and receive at once ([`exchange_all`]) rather than in n - 1 paired steps; so are
-/// the all-reduces of this many bytes or fewer (BENCHMARKS.md, "Collectives").
+/// every send and receive at once ([`exchange_all`]) rather than in n - 1 paired steps
+/// (BENCHMARKS.md, "Collectives").
 pub const LINEAR_BYTES: usize = 1 << 10;
 
 /// All-to-alls on up to this many ranks post everything at once at every size: with few peers

@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use bytemuck::Pod;
 
 use super::{
-    Operation, Slot, bytes, bytes_mut, exchange, invalid, linear_all_gather, linear_bytes, receive,
-    send, tag, with_scratch,
+    Operation, Slot, bytes, bytes_mut, exchange, invalid, receive, send, tag, with_scratch,
 };
 use crate::comm::{Combine, CommError, Mode, Peer, World};
 
@@ -49,11 +48,6 @@ pub const ALLREDUCE_RING_BYTES: usize = 256 << 10;
 /// way and the combination of half: faster than one exchange of all of it from 32 KiB (64 KiB:
 /// 3.4 µs against 4.0; 128 KiB: 6.8 against 7.9).
 pub const ALLREDUCE_RING_BYTES_TWO_RANKS: usize = 32 << 10;
-
-/// Small all-reduces on up to this many ranks go as one round in which every rank sends its
-/// part to every other; beyond it, n - 1 messages per rank cost more than log2(n) rounds
-/// (measured on 16 cores: at 8 ranks 1.8 µs against 1.4, at 16 ranks 6 against 2.4).
-pub const LINEAR_ALL_REDUCE_RANKS: usize = 4;
 
 /// 0: not read yet; 1: automatic; 2 + step: forced.
 static STEP: AtomicU8 = AtomicU8::new(0);
@@ -421,24 +415,6 @@ impl Peer<'_> {
     }
 }
 
-/// Whether an all-reduce of `send` is small enough to go as one round of messages between all
-/// ranks ([`linear_bytes`]). Ranks called with the same count agree.
-fn is_linear<T: Pod>(world: &World, send: &[T]) -> bool {
-    let len = std::mem::size_of_val(send);
-    world.size() > 1 && len > 0 && len <= linear_bytes()
-}
-
-/// `out = all[0] op all[1] op ... op all[n-1]` for `n` blocks of `out.len()` elements.
-fn fold_in_rank_order<T: Pod, O: Operation<T>>(all: &[T], out: &mut [T], op: &O) {
-    let mut blocks = all.chunks(out.len().max(1));
-    if let Some(first) = blocks.next() {
-        out.copy_from_slice(first);
-    }
-    for b in blocks {
-        op.reduce_into_left(out, b);
-    }
-}
-
 fn send_result<T: Pod>(world: &World, root: i32, acc: &[T]) -> Result<(), CommError> {
     send(
         world,
@@ -469,17 +445,6 @@ impl World {
             )));
         }
         let n = self.size() as usize;
-        if (3..=LINEAR_ALL_REDUCE_RANKS).contains(&n) && is_linear(self, send) {
-            // Small: one round in which every rank sends its part to every other, then each
-            // combines all parts in rank order (the same bits on every rank).
-            let each = std::mem::size_of_val(send);
-            return with_scratch(Slot::Incoming, n * send.len(), |all: &mut [T]| {
-                let parts = bytes_mut(all).chunks_mut(each).collect();
-                linear_all_gather(self, bytes(send), parts, tag::ALLREDUCE)?;
-                fold_in_rank_order(all, recv, &op);
-                Ok(())
-            });
-        }
         recv.copy_from_slice(send);
         if n == 1 {
             return Ok(());
