@@ -5,15 +5,15 @@
 //! range ([`RESERVED_TAGS`]), which a user's receive, even one for any tag, never matches. Every
 //! rank must call the same collectives in the same order. The algorithm is chosen from the rank
 //! count and size alone (the table is in BENCHMARKS.md, "Collectives"), so all ranks choose
-//! alike and float reductions are deterministic. A reduce step can also read the peer's buffer in
-//! place and combine while copying (the fused read-reduce of [`reduce`](mod@reduce)); it is
-//! chosen by name, since the copy step measured faster on the reference machine.
+//! alike and float reductions are deterministic. Reduction steps combine while copying: the
+//! runtime folds the peer's data into the accumulator as it arrives (see [`reduce`](mod@reduce)).
 //!
 //! Arguments that do not agree between ranks are reported, not trusted: every message's length
 //! is checked against the receiver's own expectation, so different counts end as
 //! [`CommError::Mismatch`] or [`CommError::Truncated`] on the rank that sees the difference
-//! (its peers then see that rank fail). This module does not own the message protocols
-//! (`comm`) nor the kernel calls (`vm`).
+//! (its peers then see that rank fail); a collective's tag names the collective and its root,
+//! and a rank that meets another collective's message gets [`CommError::Mismatch`]. This module
+//! does not own the message protocols (`comm`) nor the kernel calls (`vm`).
 
 mod op;
 pub mod reduce;
