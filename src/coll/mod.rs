@@ -38,7 +38,7 @@ use crate::comm::tags as tag;
 pub const BCAST_SCATTER_BYTES: usize = 512 << 10;
 
 /// All-to-all blocks and all-gather blocks of at most this many bytes are exchanged by posting
-/// every send and receive at once ([`exchange_all`]) rather than in n - 1 paired steps
+/// every send and receive at once rather than in n - 1 paired steps
 /// (BENCHMARKS.md, "Collectives").
 pub const LINEAR_BYTES: usize = 1 << 10;
 
