@@ -168,17 +168,34 @@ fn exchange(
 ) -> Result<(), CommError> {
     let want = inn.len();
     let received = world.post_receive_reserved(source, tag, inn)?;
-    let sent = match world.post_send_reserved(dest, tag, out) {
-        Ok(id) => id,
-        Err(e) => {
+    complete_exchange(world, received, source, want, Some((dest, out)), tag)
+}
+
+/// Sends `send` (if any) while the posted receive `received` (of exactly `want` bytes from
+/// `source`) completes. Both requests are waited for before this returns, also when one fails,
+/// so neither buffer is lent any longer.
+fn complete_exchange(
+    world: &World,
+    received: u64,
+    source: i32,
+    want: usize,
+    send: Option<(i32, &[u8])>,
+    tag: i32,
+) -> Result<(), CommError> {
+    let sent = match send.map(|(dest, out)| world.post_send_reserved(dest, tag, out)) {
+        Some(Err(e)) => {
             let _ = world.wait(received);
             return Err(e);
         }
+        Some(Ok(id)) => Some(id),
+        None => None,
     };
     let got = world.wait(received);
-    let gone = world.wait(sent);
+    let gone = sent.map(|id| world.wait(id));
     let status = got?;
-    gone?;
+    if let Some(gone) = gone {
+        gone?;
+    }
     check_length(source, status.count_bytes(), want)
 }
 
@@ -480,6 +497,15 @@ impl World {
     }
 }
 
+/// `parts[i]` paired with rank `i`, for every rank but `r`: the receives of a linear exchange.
+fn from_others(parts: Vec<&mut [u8]>, r: usize) -> impl Iterator<Item = (i32, &mut [u8])> {
+    parts
+        .into_iter()
+        .enumerate()
+        .filter(move |&(i, _)| i != r)
+        .map(|(i, p)| (i as i32, p))
+}
+
 /// All-gather by posting everything at once: `own` goes to every other rank, and `parts[i]`
 /// (one per rank) receives rank i's block; this rank's own part is copied locally.
 fn linear_all_gather(
@@ -492,11 +518,7 @@ fn linear_all_gather(
     check_length(r as i32, own.len(), parts[r].len())?;
     parts[r].copy_from_slice(own);
     let others = (1..n).map(|k| ((r + k) % n) as i32);
-    let recvs = parts
-        .into_iter()
-        .enumerate()
-        .filter(|&(i, _)| i != r)
-        .map(|(i, p)| (i as i32, p));
+    let recvs = from_others(parts, r);
     exchange_all(world, tag, recvs, others.map(|d| (d, own)))
 }
 
@@ -516,11 +538,7 @@ fn linear_all_to_all<'a>(
         let d = (r + k) % n;
         (d as i32, out[d])
     });
-    let recvs = parts
-        .into_iter()
-        .enumerate()
-        .filter(|&(i, _)| i != r)
-        .map(|(i, p)| (i as i32, p));
+    let recvs = from_others(parts, r);
     exchange_all(world, tag::ALLTOALL, recvs, sends)
 }
 

@@ -223,21 +223,7 @@ fn fold_from<T: Pod, O: Operation<T>>(
         });
     };
     // Both requests are waited for before `acc` and `folding` go, also when one fails.
-    let sent = match send.map(|(dest, out)| world.post_send_reserved(dest, tag, out)) {
-        Some(Err(e)) => {
-            let _ = world.wait(received);
-            return Err(e);
-        }
-        Some(Ok(id)) => Some(id),
-        None => None,
-    };
-    let got = world.wait(received);
-    let gone = sent.map(|id| world.wait(id));
-    let status = got?;
-    if let Some(gone) = gone {
-        gone?;
-    }
-    super::check_length(source, status.count_bytes(), want)
+    super::complete_exchange(world, received, source, want, send, tag)
 }
 
 /// `acc = acc op (child's contribution)`.
