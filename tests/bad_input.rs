@@ -133,6 +133,11 @@ fn every_command_rejects_garbage_with_a_clear_error() {
         (vec!["bench", "p2p", "--tests", ""], vec![]),
         (vec!["bench", "p2p", "--format", "xml"], vec![]),
         (vec!["bench", "p2p", "--budget-ms", "0"], vec![]),
+        (vec!["bench", "coll", "--transports", "teleport"], vec![]),
+        (vec!["bench", "coll", "--transports", "vmsplice"], vec![]),
+        (vec!["bench", "coll", "--collectives", "scan"], vec![]),
+        (vec!["bench", "coll", "-n", "0"], vec![]),
+        (vec!["bench", "coll", "--sizes", "1,,2"], vec![]),
         // run
         (vec!["run"], vec![]),
         (vec!["run", "-n", "0", "--", "true"], vec![]),
