@@ -275,6 +275,12 @@ fn disjoint_mut<'a>(
     Ok(parts)
 }
 
+/// Counts and displacements of `n` consecutive blocks of `c` elements, for the fixed-count forms
+/// that go through their `varcount` twins.
+fn equal_blocks(n: usize, c: usize) -> (Vec<usize>, Vec<usize>) {
+    (vec![c; n], (0..n).map(|i| i * c).collect())
+}
+
 /// Block `i` of `n` nearly equal blocks of `len` items.
 fn block(len: usize, n: usize, i: usize) -> Range<usize> {
     (len * i / n)..(len * (i + 1) / n)
@@ -392,7 +398,7 @@ impl World {
         let (r, recv) = (self.rank() as usize, bytes_mut(recv));
         if n > 2 && each > 0 && each <= linear_bytes() {
             let parts = recv.chunks_mut(each).collect();
-            return linear_all_gather(self, bytes(send), parts, tag::ALLGATHER);
+            return linear_all_gather(self, bytes(send), parts);
         }
         recv[r * each..][..each].copy_from_slice(bytes(send));
         ring_all_gather(self, recv, |i| i * each..(i + 1) * each, 0, tag::ALLGATHER)
@@ -422,7 +428,7 @@ impl World {
         let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
         if n > 2 && widest <= linear_bytes() {
             let parts = disjoint_mut(recv, &blocks)?;
-            return linear_all_gather(self, bytes(send), parts, tag::ALLGATHER);
+            return linear_all_gather(self, bytes(send), parts);
         }
         recv[blocks[r].clone()].copy_from_slice(bytes(send));
         ring_all_gather(self, recv, |i| blocks[i].clone(), 0, tag::ALLGATHER)
@@ -440,24 +446,18 @@ impl World {
             )));
         }
         let each = std::mem::size_of_val(send) / n;
-        let (r, send, recv) = (self.rank() as usize, bytes(send), bytes_mut(recv));
-        let linear = each <= linear_bytes() || n <= LINEAR_ALL_TO_ALL_RANKS;
-        if n > 2 && each > 0 && linear {
+        let (send, recv) = (bytes(send), bytes_mut(recv));
+        if each > 0 && all_to_all_at_once(n, each) {
             let out = send.chunks(each).map(|b| b as &[u8]);
             return linear_all_to_all(self, out, recv.chunks_mut(each).collect());
         }
         let block = |i: usize| i * each..(i + 1) * each;
-        recv[block(r)].copy_from_slice(&send[block(r)]);
-        for k in 1..n {
-            let (dest, source) = ((r + k) % n, (r + n - k) % n);
-            let (out, inn) = (&send[block(dest)], &mut recv[block(source)]);
-            exchange(self, dest as i32, out, source as i32, inn, tag::ALLTOALL)?;
-        }
-        Ok(())
+        pairwise_all_to_all(self, send, block, recv, block)
     }
 
-    /// Pairwise exchange: at step k rank r sends its block for r + k and receives the block
-    /// from r - k, so no rank is read by more than one other at a time.
+    /// Rank `i` sends `send[send_displs[j]..][..send_counts[j]]` to rank `j`, which stores it at
+    /// `recv[recv_displs[i]..][..recv_counts[i]]`: every message posted at once for small blocks
+    /// or few ranks, else pairwise steps (see [`LINEAR_BYTES`]).
     pub fn all_to_all_varcount_into<T: Pod>(
         &self,
         send: &[T],
@@ -476,25 +476,37 @@ impl World {
         // Ranks may choose differently here (their counts differ): either way each pair
         // exchanges one message each way, matched in order, so the two algorithms mix.
         let widest = out.iter().chain(&inn).map(|b| b.len()).max().unwrap_or(0);
-        if n > 2 && (widest <= linear_bytes() || n <= LINEAR_ALL_TO_ALL_RANKS) {
+        if all_to_all_at_once(n, widest) {
             let outgoing = out.iter().map(|b| &send[b.clone()]);
             return linear_all_to_all(self, outgoing, disjoint_mut(recv, &inn)?);
         }
-        recv[inn[r].clone()].copy_from_slice(&send[out[r].clone()]);
-        for k in 1..n {
-            let dest = (r + k) % n;
-            let source = (r + n - k) % n;
-            exchange(
-                self,
-                dest as i32,
-                &send[out[dest].clone()],
-                source as i32,
-                &mut recv[inn[source].clone()],
-                tag::ALLTOALL,
-            )?;
-        }
-        Ok(())
+        pairwise_all_to_all(self, send, |i| out[i].clone(), recv, |i| inn[i].clone())
     }
+}
+
+/// Whether an all-to-all whose largest block is `widest` bytes posts everything at once.
+fn all_to_all_at_once(n: usize, widest: usize) -> bool {
+    n > 2 && (widest <= linear_bytes() || n <= LINEAR_ALL_TO_ALL_RANKS)
+}
+
+/// Pairwise exchange: at step k rank r sends its block for r + k (`out(r + k)` of `send`) and
+/// receives the block from r - k (into `inn(r - k)` of `recv`), so no rank is read by more than
+/// one other at a time. This rank's own block is copied; the caller checked it fits.
+fn pairwise_all_to_all(
+    world: &World,
+    send: &[u8],
+    out: impl Fn(usize) -> Range<usize>,
+    recv: &mut [u8],
+    inn: impl Fn(usize) -> Range<usize>,
+) -> Result<(), CommError> {
+    let (n, r) = (world.size() as usize, world.rank() as usize);
+    recv[inn(r)].copy_from_slice(&send[out(r)]);
+    for k in 1..n {
+        let (dest, source) = ((r + k) % n, (r + n - k) % n);
+        let (data, into) = (&send[out(dest)], &mut recv[inn(source)]);
+        exchange(world, dest as i32, data, source as i32, into, tag::ALLTOALL)?;
+    }
+    Ok(())
 }
 
 /// `parts[i]` paired with rank `i`, for every rank but `r`: the receives of a linear exchange.
@@ -512,14 +524,13 @@ fn linear_all_gather(
     world: &World,
     own: &[u8],
     mut parts: Vec<&mut [u8]>,
-    tag: i32,
 ) -> Result<(), CommError> {
     let (n, r) = (world.size() as usize, world.rank() as usize);
     check_length(r as i32, own.len(), parts[r].len())?;
     parts[r].copy_from_slice(own);
     let others = (1..n).map(|k| ((r + k) % n) as i32);
     let recvs = from_others(parts, r);
-    exchange_all(world, tag, recvs, others.map(|d| (d, own)))
+    exchange_all(world, tag::ALLGATHER, recvs, others.map(|d| (d, own)))
 }
 
 /// All-to-all by posting everything at once: block `i` of `out` goes to rank `i`, and
@@ -560,8 +571,7 @@ impl Peer<'_> {
                 recv.len()
             )));
         }
-        let counts = vec![c; n];
-        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
+        let (counts, displs) = equal_blocks(n, c);
         self.gather_varcount_into_root(send, recv, &counts, &displs)
     }
 
@@ -617,8 +627,7 @@ impl Peer<'_> {
                 send.len()
             )));
         }
-        let counts = vec![c; n];
-        let displs: Vec<usize> = (0..n).map(|i| i * c).collect();
+        let (counts, displs) = equal_blocks(n, c);
         self.scatter_varcount_into_root(send, &counts, &displs, recv)
     }
 
