@@ -109,3 +109,37 @@ mod tests {
         );
     }
 }
+
+/// A setting read once (from the environment) and kept for the life of the process, safe
+/// across `fork`: a `OnceLock` that another thread was filling at the moment of a fork stays
+/// "being filled" forever in the child, and the child's first read waits for a thread that does
+/// not exist there (the tests fork from many threads at once). Here two threads may both compute
+/// the value; they compute the same.
+#[derive(Debug)]
+pub struct Setting(std::sync::atomic::AtomicUsize);
+
+impl Setting {
+    /// A setting not read yet.
+    pub const fn new() -> Setting {
+        Setting(std::sync::atomic::AtomicUsize::new(0))
+    }
+
+    /// The value, computed by `read` the first time (values up to `usize::MAX - 1`).
+    pub fn get(&self, read: impl FnOnce() -> usize) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.0.load(Relaxed) {
+            0 => {
+                let v = read().min(usize::MAX - 1);
+                self.0.store(v + 1, Relaxed);
+                v
+            }
+            stored => stored - 1,
+        }
+    }
+}
+
+impl Default for Setting {
+    fn default() -> Setting {
+        Setting::new()
+    }
+}

@@ -48,8 +48,8 @@ pub const LINEAR_BYTES: usize = 1 << 10;
 pub const LINEAR_ALL_TO_ALL_RANKS: usize = 4;
 
 fn linear_bytes() -> usize {
-    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *LIMIT.get_or_init(|| {
+    static LIMIT: crate::tools::Setting = crate::tools::Setting::new();
+    LIMIT.get(|| {
         std::env::var("ONECOPY_COLL_LINEAR")
             .ok()
             .and_then(|t| crate::tools::parse_number(&t).ok())

@@ -177,15 +177,15 @@ pub fn futex_wake(word: &AtomicU32) {
 /// instead of 0.15 (BENCHMARKS.md, "Collectives").
 pub fn spin_budget() -> Duration {
     const SPIN_US: u64 = 1000;
-    static BUDGET: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *BUDGET.get_or_init(|| {
-        let us = std::env::var("ONECOPY_SPIN_US")
+    static BUDGET: crate::tools::Setting = crate::tools::Setting::new();
+    let us = BUDGET.get(|| {
+        std::env::var("ONECOPY_SPIN_US")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|&us| us <= 100_000)
-            .unwrap_or(SPIN_US);
-        Duration::from_micros(us)
-    })
+            .unwrap_or(SPIN_US) as usize
+    });
+    Duration::from_micros(us as u64)
 }
 
 /// A counter one side bumps and the other waits on: spin briefly, then sleep on the futex.

@@ -16,8 +16,8 @@ pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 
 /// The chunk size in force.
 pub fn chunk_bytes() -> usize {
-    static CHUNK: OnceLock<usize> = OnceLock::new();
-    *CHUNK.get_or_init(|| {
+    static CHUNK: crate::tools::Setting = crate::tools::Setting::new();
+    CHUNK.get(|| {
         std::env::var("ONECOPY_CMA_CHUNK_BYTES")
             .ok()
             .and_then(|v| crate::tools::parse_number(&v).ok())
