@@ -25,4 +25,6 @@ pub mod transport;
 pub mod vm;
 
 pub use comm::request;
-pub use comm::{AnyProcess, CommError, Peer, Status, Universe, World, initialize, try_initialize};
+pub use comm::{
+    AnyProcess, CommError, Peer, SleepStats, Status, Universe, World, initialize, try_initialize,
+};

@@ -424,3 +424,68 @@ fn early_messages_keep_their_own_bytes() {
         assert_all_ok(&run_job(2, t, body), t);
     }
 }
+
+/// A rank that sends again without receiving in between rings its peer without a fence
+/// (`Doorbell::notify_light`); the peer's sleep announcement makes up for it. Here rank 1 sleeps
+/// as soon as it waits (no spin budget) and rank 0 sends the second message of each pair a few
+/// microseconds after the first, while rank 1 sleeps or is announcing its sleep. A ring that did
+/// not wake it would show as a sleep of the whole interval. (A ring landing inside the
+/// announcement's few instructions is too rare to show here: without the announcement's barrier
+/// this test still passed five runs of five.)
+#[test]
+fn rings_without_a_fence_wake_a_sleeping_peer() {
+    let _dog = common::watchdog("rings_without_a_fence_wake_a_sleeping_peer", 120);
+    const PAIRS: usize = 3000;
+    fn no_spin(_: usize) -> bool {
+        // SAFETY: the forked rank is single-threaded here.
+        unsafe { std::env::set_var("ONECOPY_SPIN_US", "0") };
+        true
+    }
+    fn body(world: &World) -> Result<(), String> {
+        if onecopy::shm::spin_budget() != Duration::ZERO {
+            return Err("the spin budget was read before ONECOPY_SPIN_US=0 was set".into());
+        }
+        let peer = world.process_at_rank(1 - world.rank());
+        for i in 0..PAIRS as u64 {
+            if world.rank() == 0 {
+                peer.send_with_tag(&[i], 1).map_err(|e| e.to_string())?;
+                // Long enough, mostly, for rank 1 to take the first and go to sleep waiting for
+                // the second; staggered so that the ring also lands during its announcement.
+                let until = std::time::Instant::now() + Duration::from_micros(i % 24);
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                peer.send_with_tag(&[!i], 2).map_err(|e| e.to_string())?;
+                let mut ack = [0u64];
+                peer.receive_into_with_tag(&mut ack, 3)
+                    .map_err(|e| e.to_string())?;
+            } else {
+                let (mut a, mut b) = ([0u64], [0u64]);
+                peer.receive_into_with_tag(&mut a, 1)
+                    .map_err(|e| e.to_string())?;
+                peer.receive_into_with_tag(&mut b, 2)
+                    .map_err(|e| e.to_string())?;
+                if (a[0], b[0]) != (i, !i) {
+                    return Err(format!("pair {i}: got {} and {}", a[0], b[0]));
+                }
+                // A sleep may run its whole interval when the sender was not running (this
+                // machine is shared); a ring that never wakes would do so on every pair.
+                let s = world.sleep_stats();
+                if s.full_intervals > 3 + s.sleeps / 50 {
+                    return Err(format!("after {} pairs: {s:?}", i + 1));
+                }
+                peer.send_with_tag(&[i], 3).map_err(|e| e.to_string())?;
+            }
+        }
+        let s = world.sleep_stats();
+        if world.rank() == 1 && s.sleeps < PAIRS as u64 / 10 {
+            return Err(format!(
+                "rank 1 hardly slept ({s:?}): the test tested nothing"
+            ));
+        }
+        Ok(())
+    }
+    for t in ["auto", "shm-copy"] {
+        assert_all_ok(&run_job_with(2, t, no_spin, body), t);
+    }
+}

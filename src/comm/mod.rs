@@ -168,6 +168,20 @@ impl Status {
 }
 
 /// Spinning, then sleeping, while a rank waits for something to happen.
+/// How often a rank slept while waiting ([`World::sleep_stats`]).
+///
+/// A waiting rank spins for a while (1 ms, `ONECOPY_SPIN_US`), then sleeps until a peer rings
+/// it or [`crate::transport::POLL_INTERVAL`] has passed. Sleeps that ran the whole interval
+/// while peers were sending mean rings that did not wake this rank (or peers that were not
+/// running): each cost this rank that much latency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SleepStats {
+    /// Sleeps begun.
+    pub sleeps: u64,
+    /// Sleeps that lasted the whole interval: no ring came.
+    pub full_intervals: u64,
+}
+
 pub(crate) struct Idle {
     since: Option<Instant>,
     spins: u32,
@@ -231,11 +245,16 @@ impl Idle {
             && !ready(engine)
             && engine.check_peers(self.watch).is_ok()
         {
+            let start = Instant::now();
             engine
                 .world
                 .rank(engine.me)
                 .bell
                 .sleep(seen, crate::transport::POLL_INTERVAL);
+            engine.sleeps.sleeps += 1;
+            if start.elapsed() >= crate::transport::POLL_INTERVAL {
+                engine.sleeps.full_intervals += 1;
+            }
         }
         engine.world.rank(engine.me).bell.finish_sleep();
         if again? {
@@ -339,6 +358,11 @@ impl World {
     /// How large messages move in this job.
     pub fn mode(&self) -> Mode {
         self.shared.engine.borrow().mode
+    }
+
+    /// How often this rank has slept while waiting, so far.
+    pub fn sleep_stats(&self) -> SleepStats {
+        self.shared.engine.borrow().sleeps
     }
 
     /// The rank `rank`, to send to or receive from.

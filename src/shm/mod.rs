@@ -169,6 +169,31 @@ pub fn futex_wake(word: &AtomicU32) {
         rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
 }
 
+/// Whether the kernel offers the heavy half of the asymmetric fence behind
+/// [`Doorbell::notify_light`]: `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` and its registration
+/// (Linux 4.16 and later, unless a seccomp filter hides the system call).
+fn heavy_barrier_supported() -> bool {
+    use rustix::thread::{MembarrierCommand, membarrier_query};
+    static SUPPORTED: crate::tools::Setting = crate::tools::Setting::new();
+    SUPPORTED.get(|| {
+        let q = membarrier_query();
+        usize::from(
+            q.contains_command(MembarrierCommand::GlobalExpedited)
+                && q.contains_command(MembarrierCommand::RegisterGlobalExpedited),
+        )
+    }) == 1
+}
+
+/// Lets this process ring doorbells with [`Doorbell::notify_light`]: registers it for the
+/// expedited global memory barrier that a process about to sleep issues in
+/// [`Doorbell::announce_sleep`]. False where the kernel does not allow it; the process must then
+/// use [`Doorbell::notify`]. Registration belongs to the address space and ends with `exec`, so
+/// every process calls this for itself.
+pub fn enable_light_notify() -> bool {
+    use rustix::thread::{MembarrierCommand, membarrier};
+    heavy_barrier_supported() && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+}
+
 /// How long a waiter spins before sleeping: 1 ms, or `ONECOPY_SPIN_US` (0 to 100000).
 ///
 /// Longer than waking a sleeper takes on a virtual machine (tens of µs, sometimes more): with a
@@ -226,6 +251,26 @@ impl Doorbell {
     /// increment in [`Doorbell::announce_sleep`], after which the owner re-checks for events.
     pub fn notify(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
+        self.wake_sleepers();
+    }
+
+    /// [`Doorbell::notify`] without the full fence, for a process that [`enable_light_notify`]
+    /// registered. The fence's work is done by the owner instead, once per sleep: its
+    /// [`Doorbell::announce_sleep`] makes every registered process pass a full barrier, so an
+    /// event published before a load of `sleepers` that missed the announcement is visible to the
+    /// owner's re-check after it.
+    ///
+    /// The fence makes the caller wait until its event's cache line is its own; a rank sending
+    /// record after record spent most of its time there (a 2-rank 8-byte broadcast: 0.15 µs a
+    /// call with the fence, 0.09 without, when the two CPUs do not share a cache).
+    pub fn notify_light(&self) {
+        // Keeps the compiler from moving the load of `sleepers` above the caller's stores; the
+        // processor may still do so, which the owner's barrier covers.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        self.wake_sleepers();
+    }
+
+    fn wake_sleepers(&self) {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             self.value.fetch_add(1, Ordering::SeqCst);
             futex_wake(&self.value);
@@ -237,6 +282,14 @@ impl Doorbell {
     /// [`Doorbell::finish_sleep`] afterwards either way.
     pub fn announce_sleep(&self) -> u32 {
         self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // The heavy half of the fence that `notify_light` leaves out: after it, every thread of
+        // every registered process has passed a full barrier since our increment was visible. A
+        // ringer whose load of `sleepers` came before that barrier published its event before it
+        // too, and the owner's re-check sees the event; one whose load came after sees us.
+        if heavy_barrier_supported() {
+            use rustix::thread::{MembarrierCommand, membarrier};
+            let _ = membarrier(MembarrierCommand::GlobalExpedited);
+        }
         self.value.load(Ordering::SeqCst)
     }
 
