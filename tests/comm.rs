@@ -489,3 +489,102 @@ fn rings_without_a_fence_wake_a_sleeping_peer() {
         assert_all_ok(&run_job_with(2, t, no_spin, body), t);
     }
 }
+
+/// Early eager messages of 4 KiB and more stay in their slots until their receives come, and a
+/// sender short of slots asks for one back. Every rank here sends all its messages to every
+/// other before receiving any, which only runs if the slots do come back; sizes straddle the
+/// hold limit, and a receive too small for a held message fails without stopping the rest.
+#[test]
+fn held_slots_come_back_when_every_rank_sends_first() {
+    let _dog = common::watchdog("held_slots_come_back_when_every_rank_sends_first", 120);
+    const EACH: usize = 24;
+    fn len(i: usize, from: usize) -> usize {
+        // All eager (64 KiB at most): a blocking send of a larger message waits for its
+        // receive, and with three ranks sending in a circle that would never come.
+        [4096, 65_000, 5000, 40_000, 100, 4095, 60_000][(i + from) % 7] + from
+    }
+    fn body(world: &World) -> Result<(), String> {
+        let (n, me) = (world.size() as usize, world.rank() as usize);
+        for k in 1..n {
+            let to = world.process_at_rank(((me + k) % n) as i32);
+            for i in 0..EACH {
+                to.send_with_tag(&pattern(i * 31 + me, len(i, me)), 7)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let mut buf = vec![0u8; 70_000];
+        for k in 1..n {
+            let from = (me + n - k) % n;
+            let peer = world.process_at_rank(from as i32);
+            for i in 0..EACH {
+                let want = len(i, from);
+                if i < 7 && (i + from) % 7 == 3 {
+                    // About 40,000 bytes (a held message) into 1000: truncated.
+                    match peer.receive_into_with_tag(&mut buf[..1000], 7) {
+                        Err(CommError::Truncated { len, .. }) if len == want => continue,
+                        other => return Err(format!("message {i} from {from}: {other:?}")),
+                    }
+                }
+                let st = peer
+                    .receive_into_with_tag(&mut buf, 7)
+                    .map_err(|e| e.to_string())?;
+                if st.count_bytes() != want || buf[..want] != pattern(i * 31 + from, want)[..] {
+                    return Err(format!(
+                        "message {i} from {from} ({want} bytes) came as {} bytes",
+                        st.count_bytes()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+    for (n, t) in [(2, "auto"), (2, "shm-copy"), (3, "auto"), (4, "cma-read")] {
+        assert_all_ok(&run_job(n, t, body), &format!("{n} ranks, {t}"));
+    }
+}
+
+/// A receiver that only tests a request (never waits) still gives held slots back: rank 0
+/// sends more held-size messages than there are slots, then the one rank 1 tests for.
+#[test]
+fn a_testing_receiver_gives_slots_back() {
+    let _dog = common::watchdog("a_testing_receiver_gives_slots_back", 60);
+    fn body(world: &World) -> Result<(), String> {
+        let peer = world.process_at_rank(1 - world.rank());
+        const COUNT: usize = 12;
+        if world.rank() == 0 {
+            for i in 0..COUNT {
+                peer.send_with_tag(&pattern(i, 50_000), 1)
+                    .map_err(|e| e.to_string())?;
+            }
+            peer.send_with_tag(&[9u8], 2).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let mut flag = [0u8];
+        onecopy::request::scope(|scope| -> Result<(), String> {
+            let mut r = peer
+                .immediate_receive_into_with_tag(scope, &mut flag, 2)
+                .map_err(|e| e.to_string())?;
+            loop {
+                match r.test() {
+                    Ok(done) => return done.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(pending) => r = pending,
+                }
+                std::hint::spin_loop();
+            }
+        })?;
+        let mut buf = vec![0u8; 50_000];
+        for i in 0..COUNT {
+            peer.receive_into_with_tag(&mut buf, 1)
+                .map_err(|e| e.to_string())?;
+            if buf != pattern(i, 50_000) {
+                return Err(format!("message {i} differs"));
+            }
+        }
+        (flag[0] == 9)
+            .then_some(())
+            .ok_or_else(|| format!("flag {}", flag[0]))
+    }
+    for t in ["auto", "shm-copy"] {
+        assert_all_ok(&run_job(2, t, body), t);
+    }
+}

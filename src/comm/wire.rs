@@ -18,6 +18,9 @@ pub(crate) mod kind {
     pub const FIN: u8 = 6;
     /// A piece of a streamed message in an eager slot; payload [`super::Chunk`].
     pub const CHUNK: u8 = 7;
+    /// The sender waits for an eager slot while the receiver holds some for early messages;
+    /// no payload.
+    pub const WANT_SLOT: u8 = 8;
 }
 
 /// RTS flags.

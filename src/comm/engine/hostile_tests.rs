@@ -77,8 +77,9 @@ fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (u8, i32, u32,
         kind::PUSHED,
         kind::FIN,
         kind::CHUNK,
+        kind::WANT_SLOT,
         0,
-        8,
+        9,
         0xFE,
     ]);
     let payload = match k {
