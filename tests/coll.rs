@@ -927,3 +927,56 @@ fn user_receives_for_any_tag_never_take_collective_messages() {
         );
     }
 }
+
+/// Blocks of 1 MiB and more: each rank copies its own block in pieces while its messages move
+/// (pairwise on 2 ranks, all at once on 3 and 4), for the fixed and variable-count forms.
+#[test]
+fn large_all_to_all_blocks_copy_their_own_block_while_moving() {
+    let _dog = common::watchdog(
+        "large_all_to_all_blocks_copy_their_own_block_while_moving",
+        240,
+    );
+    fn body(world: &World) -> Result<(), String> {
+        let (n, r) = (world.size() as usize, world.rank() as usize);
+        let len = (1 << 18) + 3; // u32s: 1 MiB and 12 bytes
+        let out: Vec<u32> = (0..n * len).map(|i| elem(r, i)).collect();
+        let want: Vec<u32> = (0..n)
+            .flat_map(|k| (0..len).map(move |i| elem(k, r * len + i)))
+            .collect();
+        let mut got = vec![0u32; n * len];
+        world
+            .all_to_all_into(&out, &mut got)
+            .map_err(|e| err("all_to_all", e))?;
+        if got != want {
+            return Err(format!("all_to_all of {len} differs"));
+        }
+        // Variable counts: rank k sends (1 MiB + 4k) bytes to everyone, packed.
+        let each = |k: usize| (1 << 18) + k;
+        let send_counts = vec![each(r); n];
+        let send_displs: Vec<usize> = (0..n).map(|j| j * each(r)).collect();
+        let out: Vec<u32> = (0..n * each(r)).map(|i| elem(r, i)).collect();
+        let recv_counts: Vec<usize> = (0..n).map(each).collect();
+        let recv_displs: Vec<usize> = (0..n).map(|k| (0..k).map(each).sum()).collect();
+        let mut got = vec![0u32; (0..n).map(each).sum()];
+        world
+            .all_to_all_varcount_into(
+                &out,
+                &send_counts,
+                &send_displs,
+                &mut got,
+                &recv_counts,
+                &recv_displs,
+            )
+            .map_err(|e| err("all_to_all_varcount", e))?;
+        for k in 0..n {
+            let block = &got[recv_displs[k]..][..each(k)];
+            if (0..each(k)).any(|i| block[i] != elem(k, r * each(k) + i)) {
+                return Err(format!("all_to_all_varcount block from {k} differs"));
+            }
+        }
+        Ok(())
+    }
+    for (n, t) in [(2, "auto"), (2, "cma-read"), (3, "shm-copy"), (4, "auto")] {
+        assert_all_ok(&run_job(n, t, body), &format!("{n} ranks, {t}"));
+    }
+}

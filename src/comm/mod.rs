@@ -410,6 +410,12 @@ impl World {
         }
     }
 
+    /// One round of progress: moves whatever can move now without waiting; true if anything
+    /// did.
+    pub(crate) fn progress(&self) -> Result<bool, CommError> {
+        self.shared.engine.borrow_mut().progress()
+    }
+
     /// The result of request `id` if it has finished (after one round of progress).
     pub(crate) fn test(&self, id: u64) -> Option<Result<Status, CommError>> {
         let mut engine = self.shared.engine.borrow_mut();
