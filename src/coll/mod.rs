@@ -250,14 +250,16 @@ fn exchange_all<'a>(
     first.map_or(Ok(()), Err)
 }
 
+/// Own blocks from this size on are copied while an all-to-all's messages move.
+const OWN_WHILE_MOVING_FROM: usize = 1 << 20;
+
 /// Copies `src` into `dst` (an all-to-all's own block, after its messages were posted): from
 /// 1 MiB in pieces, with a round of progress after each, so that the copy fills the time this
 /// rank would otherwise wait for slots and chunks. The 2-rank 8 MiB all-to-all went from
 /// 975-1000 µs (copy first) to 811-862, the 4-rank one from 5366-5470 to 5096-5241.
 fn copy_while_progressing(world: &World, dst: &mut [u8], src: &[u8]) -> Result<(), CommError> {
-    const FROM: usize = 1 << 20;
     const PIECE: usize = 128 << 10;
-    if src.len() < FROM {
+    if src.len() < OWN_WHILE_MOVING_FROM {
         dst.copy_from_slice(src);
         return Ok(());
     }
@@ -524,7 +526,8 @@ fn pairwise_all_to_all(
     inn: impl Fn(usize) -> Range<usize>,
 ) -> Result<(), CommError> {
     let (n, r) = (world.size() as usize, world.rank() as usize);
-    if n > 1 {
+    let mut first = 1;
+    if n > 1 && out(r).len() >= OWN_WHILE_MOVING_FROM {
         // The first step copies this rank's own block while its messages move.
         let (dest, source) = ((r + 1) % n, (r + n - 1) % n);
         let mut parts = disjoint_mut(recv, &[inn(r), inn(source)])?.into_iter();
@@ -539,10 +542,11 @@ fn pairwise_all_to_all(
             [(dest as i32, &send[out(dest)])],
             Some((mine, &send[out(r)])),
         )?;
+        first = 2;
     } else {
         recv[inn(r)].copy_from_slice(&send[out(r)]);
     }
-    for k in 2..n {
+    for k in first..n {
         let (dest, source) = ((r + k) % n, (r + n - k) % n);
         let (data, into) = (&send[out(dest)], &mut recv[inn(source)]);
         exchange(world, dest as i32, data, source as i32, into, tag::ALLTOALL)?;
