@@ -61,6 +61,8 @@ pub(crate) struct Writer {
     tail: u64,
     seq: u32,
     cached_head: u64,
+    /// The last push found the ring full: the next waits for [`Writer::slack`] more cells.
+    full: bool,
 }
 
 impl Writer {
@@ -72,7 +74,18 @@ impl Writer {
         let pos = self.tail % cap;
         let pad = if pos + need > cap { cap - pos } else { 0 };
         // Acquire: pairs with the reader's Release of `head`.
-        self.tail + pad + need - c.load_head(Ordering::Acquire) <= cap
+        self.tail + pad + need + self.slack(cap) - c.load_head(Ordering::Acquire) <= cap
+    }
+
+    /// Cells that must be free beyond a record's own: an eighth of the ring after a push found
+    /// it full, else none. A writer that filled the ring then writes its records in batches
+    /// instead of one for each cell the reader frees, so the reader's head counter crosses
+    /// between the cores once per batch, and the writer stops spinning on it while the reader
+    /// works (2-rank broadcast, two CPUs sharing a core: 64 B 0.058 µs a call without, 0.053
+    /// with; 1 KiB 0.096 and 0.085). The reader drains the whole ring whenever it makes
+    /// progress, so the room always comes.
+    fn slack(&self, cap: u64) -> u64 {
+        if self.full { cap / 8 } else { 0 }
     }
 
     /// Appends a record whose payload is the concatenation of `parts`; false if the ring is full.
@@ -93,13 +106,16 @@ impl Writer {
         );
         let pos = self.tail % cap;
         let pad = if pos + need > cap { cap - pos } else { 0 };
-        if self.tail + pad + need - self.cached_head > cap {
+        let want = self.tail + pad + need + self.slack(cap);
+        if want - self.cached_head > cap {
             // Acquire: pairs with the reader's Release of `head` after it is done with the cells.
             self.cached_head = c.load_head(Ordering::Acquire);
-            if self.tail + pad + need - self.cached_head > cap {
+            if want - self.cached_head > cap {
+                self.full = true;
                 return false;
             }
         }
+        self.full = false;
         if pad > 0 {
             self.publish(c, pos as usize, PAD, pad as usize, 0, 0);
             self.tail += pad;
@@ -377,6 +393,38 @@ mod tests {
             r.consume(&m, &rec);
         }
         assert!(w.try_push(&m, 2, 0, 0, &[&[0u8; 40]]));
+    }
+
+    #[test]
+    fn a_writer_that_found_the_ring_full_waits_for_an_eighth_of_it() {
+        let m = Mem::new(64);
+        let (mut w, mut r) = (Writer::default(), Reader::default());
+        let mut pushed = 0;
+        while w.try_push(&m, 1, pushed, 0, &[]) {
+            pushed += 1;
+        }
+        assert_eq!(pushed, 64);
+        let take = |r: &mut Reader, k: usize| {
+            for _ in 0..k {
+                let rec = r.peek(&m).unwrap().expect("queued");
+                r.consume(&m, &rec);
+            }
+        };
+        // One free cell would do for the record, but not after a full ring: 1 + 8 are needed.
+        take(&mut r, 8);
+        assert!(!w.has_room(&m, 0));
+        assert!(!w.try_push(&m, 1, 64, 0, &[]));
+        take(&mut r, 1);
+        assert!(w.has_room(&m, 0));
+        assert!(w.try_push(&m, 1, 64, 0, &[]));
+        // Then one at a time again, down to the last cell.
+        for tag in 65..73 {
+            assert!(w.try_push(&m, 1, tag, 0, &[]), "record {tag}");
+        }
+        assert!(!w.try_push(&m, 1, 73, 0, &[]));
+        // A ring drained by its reader always has the room.
+        take(&mut r, 64);
+        assert!(w.try_push(&m, 1, 73, 0, &[]));
     }
 
     #[test]
