@@ -997,17 +997,21 @@ impl Engine {
             })
         } else {
             match buf.combine {
-                // Copied first: folding straight out of the slot, whose lines come from the
-                // sender's cache one by one, made a 2-rank 8 KiB reduce 25% slower.
+                // Folded straight out of the slot: one pass instead of a copy and a pass (2-rank
+                // f64 reduce, 64 KiB: 1.9 µs a call against 2.5; 8 KiB: 0.28 against 0.38).
                 Some(combine) => {
-                    let mut bytes = self.spare_buffer(len);
-                    // SAFETY: the sender filled the slot before publishing its record (seen
-                    // with Acquire) and leaves it alone until we free it below.
-                    unsafe { crate::shm::copy_out(&self.world.segment, offset, &mut bytes) };
-                    // SAFETY: `buf` is the receive buffer its request borrows until it
-                    // completes; `len <= cap` (checked above); `bytes` is our own memory.
-                    unsafe { combine.fold(buf.ptr, &bytes) };
-                    self.recycle(bytes);
+                    assert!(offset + len <= self.world.segment.len());
+                    // SAFETY: the slot lies in the segment (asserted); the sender filled it
+                    // before publishing its record (seen with Acquire) and leaves it alone until
+                    // we free it below. `buf` is the receive buffer its request borrows until it
+                    // completes, and `len <= cap` (checked above).
+                    unsafe {
+                        let src = std::slice::from_raw_parts(
+                            self.world.segment.as_ptr().add(offset),
+                            len,
+                        );
+                        combine.fold(buf.ptr, src);
+                    }
                 }
                 // SAFETY: as above for the slot; `buf` is the receive buffer its request borrows
                 // mutably until it completes, and `len <= cap` (checked above).
