@@ -142,8 +142,7 @@ fn check_length(from: i32, got: usize, want: usize) -> Result<(), CommError> {
 
 /// Sends `data` to `rank` and waits until it may be reused.
 fn send(world: &World, rank: i32, tag: i32, data: &[u8]) -> Result<(), CommError> {
-    let id = world.post_send_reserved(rank, tag, data)?;
-    world.wait(id).map(|_| ())
+    world.send_blocking(rank, tag, data)
 }
 
 /// Receives exactly `buf.len()` bytes from `rank`.

@@ -558,6 +558,21 @@ impl Engine {
         Ok(())
     }
 
+    /// Sends `data` to `dest` at once if it travels in the ring record itself (`None`: done,
+    /// with no request to track); else starts it like [`Engine::post_send`].
+    pub fn send_now(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        data: &[u8],
+    ) -> Result<Option<u64>, CommError> {
+        if dest != self.me && data.len() <= self.limits.inline {
+            self.push_record(dest, kind::INLINE, tag, data.len() as u32, &[data])?;
+            return Ok(None);
+        }
+        self.post_send(dest, tag, data).map(Some)
+    }
+
     /// Starts sending `data` to `dest`; small messages complete at once.
     pub fn post_send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<u64, CommError> {
         let status = Status {

@@ -429,6 +429,17 @@ impl World {
         !self.shared.engine.borrow().is_done(id)
     }
 
+    /// Sends `data` to `rank` with any tag and returns once `data` may be reused; a message
+    /// that fits a ring record needs no request.
+    pub(crate) fn send_blocking(&self, rank: i32, tag: i32, data: &[u8]) -> Result<(), CommError> {
+        let dest = self.check_rank(rank)?;
+        let started = self.shared.engine.borrow_mut().send_now(dest, tag, data)?;
+        match started {
+            Some(id) => self.wait(id).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     fn post_send(&self, rank: i32, tag: i32, data: &[u8]) -> Result<u64, CommError> {
         let dest = self.check_rank(rank)?;
         user_tag(tag)?;
@@ -561,10 +572,9 @@ impl<'w> Peer<'w> {
 
     /// Sends `buf` with `tag` (0 or more).
     pub fn send_with_tag<T: Pod>(&self, buf: &[T], tag: i32) -> Result<(), CommError> {
-        let id = self
-            .world
-            .post_send(self.rank, tag, bytemuck::cast_slice(buf))?;
-        self.world.wait(id).map(|_| ())
+        user_tag(tag)?;
+        self.world
+            .send_blocking(self.rank, tag, bytemuck::cast_slice(buf))
     }
 
     /// Receives a message with any tag from this rank into `buf`.
