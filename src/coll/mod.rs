@@ -157,6 +157,12 @@ fn receive(world: &World, rank: i32, tag: i32, buf: &mut [u8]) -> Result<(), Com
 ///
 /// The two requests are waited for here, before `out` and `inn` are handed back, also when one
 /// of them fails (a scope would do the same, at a cost that shows at small sizes).
+///
+/// A message that fits a ring record goes first, before the receive is posted: it is on its
+/// way one receive's bookkeeping sooner, and the peer is waiting for it (2-rank 64-byte
+/// all-to-all 0.49 µs a call against 0.39 when the CPUs share no cache, 0.14 against 0.12
+/// when they do; Open MPI 0.47 and 0.15). Larger messages wait for the receive to be posted
+/// first, so that the peer's finds it there.
 fn exchange(
     world: &World,
     dest: i32,
@@ -165,6 +171,10 @@ fn exchange(
     inn: &mut [u8],
     tag: i32,
 ) -> Result<(), CommError> {
+    if world.fits_record(out.len()) {
+        world.send_blocking(dest, tag, out)?;
+        return receive(world, source, tag, inn);
+    }
     let want = inn.len();
     let received = world.post_receive_reserved(source, tag, inn)?;
     complete_exchange(world, received, source, want, Some((dest, out)), tag)
@@ -211,7 +221,16 @@ fn exchange_all<'a>(
 ) -> Result<(), CommError> {
     let mut pending: Vec<(u64, i32, Option<usize>)> = Vec::new();
     let mut first = None;
-    for (source, buf) in recvs {
+    // Messages that fit a ring record go first (see `exchange`); the others after the receives.
+    let mut later = Vec::new();
+    for (dest, data) in sends {
+        if first.is_some() || !world.fits_record(data.len()) {
+            later.push((dest, data));
+        } else if let Err(e) = world.send_blocking(dest, tag, data) {
+            first = Some(e);
+        }
+    }
+    for (source, buf) in recvs.into_iter().take_while(|_| first.is_none()) {
         let want = buf.len();
         match world.post_receive_reserved(source, tag, buf) {
             Ok(id) => pending.push((id, source, Some(want))),
@@ -222,7 +241,7 @@ fn exchange_all<'a>(
         }
     }
     if first.is_none() {
-        for (dest, data) in sends {
+        for (dest, data) in later {
             match world.post_send_reserved(dest, tag, data) {
                 Ok(id) => pending.push((id, dest, None)),
                 Err(e) => {

@@ -429,6 +429,12 @@ impl World {
         !self.shared.engine.borrow().is_done(id)
     }
 
+    /// Whether a message of `len` bytes travels in a ring record itself, so that a blocking
+    /// send of it returns at once.
+    pub(crate) fn fits_record(&self, len: usize) -> bool {
+        len <= self.shared.engine.borrow().limits.inline
+    }
+
     /// Sends `data` to `rank` with any tag and returns once `data` may be reused; a message
     /// that fits a ring record needs no request.
     pub(crate) fn send_blocking(&self, rank: i32, tag: i32, data: &[u8]) -> Result<(), CommError> {
