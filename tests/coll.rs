@@ -458,18 +458,25 @@ fn gather_scatter(world: &World) -> Result<(), String> {
         if got != all {
             return Err(format!("all_gather of {len} differs"));
         }
-        // All to all: block j of rank r is elem(r, j·len + i); rank j receives it as block r.
-        let out: Vec<u32> = (0..n * len).map(|i| elem(r, i)).collect();
-        let want: Vec<u32> = (0..n)
-            .flat_map(|k| (0..len).map(move |i| elem(k, r * len + i)))
-            .collect();
-        let mut got = vec![0u32; n * len];
-        world
-            .all_to_all_into(&out, &mut got)
-            .map_err(|e| err("all_to_all", e))?;
-        if got != want {
-            return Err(format!("all_to_all of {len} differs"));
-        }
+        all_to_all(world, len)?;
+    }
+    Ok(())
+}
+
+/// An all-to-all of `len` elements per block: block j of rank r is elem(r, j·len + i), and
+/// rank j receives it as its block r.
+fn all_to_all(world: &World, len: usize) -> Result<(), String> {
+    let (n, r) = (world.size() as usize, world.rank() as usize);
+    let out: Vec<u32> = (0..n * len).map(|i| elem(r, i)).collect();
+    let want: Vec<u32> = (0..n)
+        .flat_map(|k| (0..len).map(move |i| elem(k, r * len + i)))
+        .collect();
+    let mut got = vec![0u32; n * len];
+    world
+        .all_to_all_into(&out, &mut got)
+        .map_err(|e| err("all_to_all", e))?;
+    if got != want {
+        return Err(format!("all_to_all of {len} differs"));
     }
     Ok(())
 }
@@ -938,18 +945,7 @@ fn large_all_to_all_blocks_copy_their_own_block_while_moving() {
     );
     fn body(world: &World) -> Result<(), String> {
         let (n, r) = (world.size() as usize, world.rank() as usize);
-        let len = (1 << 18) + 3; // u32s: 1 MiB and 12 bytes
-        let out: Vec<u32> = (0..n * len).map(|i| elem(r, i)).collect();
-        let want: Vec<u32> = (0..n)
-            .flat_map(|k| (0..len).map(move |i| elem(k, r * len + i)))
-            .collect();
-        let mut got = vec![0u32; n * len];
-        world
-            .all_to_all_into(&out, &mut got)
-            .map_err(|e| err("all_to_all", e))?;
-        if got != want {
-            return Err(format!("all_to_all of {len} differs"));
-        }
+        all_to_all(world, (1 << 18) + 3)?; // u32s: 1 MiB and 12 bytes
         // Variable counts: rank k sends (1 MiB + 4k) bytes to everyone, packed.
         let each = |k: usize| (1 << 18) + k;
         let send_counts = vec![each(r); n];

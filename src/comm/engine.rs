@@ -369,6 +369,16 @@ fn collective_mismatch(source: usize, ours: i32, theirs: i32) -> CommError {
     }
 }
 
+/// A message of `len` bytes from `source` with `tag` that does not fit `capacity`.
+fn truncated(source: usize, tag: i32, len: usize, capacity: usize) -> CommError {
+    CommError::Truncated {
+        sender: source as i32,
+        tag,
+        len,
+        capacity,
+    }
+}
+
 fn matches(want_source: i64, want_tag: i64, source: usize, tag: i32) -> bool {
     // Negative tags belong to the collectives: a user's any-tag receive must not take them.
     (want_source == ANY || want_source == source as i64)
@@ -803,12 +813,7 @@ impl Engine {
     ) -> Result<(), CommError> {
         if let Some((id, buf)) = self.take_posted(source, tag) {
             let result = if len > buf.cap {
-                Err(CommError::Truncated {
-                    sender: source as i32,
-                    tag,
-                    len,
-                    capacity: buf.cap,
-                })
+                Err(truncated(source, tag, len, buf.cap))
             } else {
                 if let Some(combine) = buf.combine {
                     let mut bytes = self.spare_buffer(len);
@@ -1004,12 +1009,7 @@ impl Engine {
     ) {
         let (_, offset) = self.world.eager_slot(source, self.me, slot);
         let result = if len > buf.cap {
-            Err(CommError::Truncated {
-                sender: source as i32,
-                tag,
-                len,
-                capacity: buf.cap,
-            })
+            Err(truncated(source, tag, len, buf.cap))
         } else {
             match buf.combine {
                 // Folded straight out of the slot: one pass instead of a copy and a pass (2-rank
@@ -1056,12 +1056,7 @@ impl Engine {
         tag: i32,
     ) -> Result<Status, CommError> {
         if bytes.len() > buf.cap {
-            return Err(CommError::Truncated {
-                sender: source as i32,
-                tag,
-                len: bytes.len(),
-                capacity: buf.cap,
-            });
+            return Err(truncated(source, tag, bytes.len(), buf.cap));
         }
         // SAFETY: `buf` is the receive buffer its request borrows mutably until completion;
         // `bytes.len() <= cap` (checked above), and `bytes` is our own memory.
@@ -1097,15 +1092,7 @@ impl Engine {
                     status: wire::fin::TRUNCATED,
                 },
             )?;
-            self.finish(
-                id,
-                Err(CommError::Truncated {
-                    sender: source as i32,
-                    tag,
-                    len,
-                    capacity: buf.cap,
-                }),
-            );
+            self.finish(id, Err(truncated(source, tag, len, buf.cap)));
             return Ok(());
         }
         if rts.flags & wire::RTS_STREAM != 0 {
