@@ -310,8 +310,6 @@ pub(crate) struct Engine {
     writers: Vec<Writer>,
     readers: Vec<Reader>,
     eager_next: Vec<usize>,
-    /// Eager slots of each source this rank holds for early messages.
-    held: Vec<usize>,
     /// Sources that asked for a slot back ([`kind::WANT_SLOT`]).
     wanted: Vec<bool>,
     /// Destinations this rank asked for a slot and has not had one from since.
@@ -408,7 +406,6 @@ impl Engine {
             writers: (0..n).map(|_| Writer::default()).collect(),
             readers: (0..n).map(|_| Reader::default()).collect(),
             eager_next: vec![0; n],
-            held: vec![0; n],
             wanted: vec![false; n],
             asked: vec![false; n],
             send_ids: vec![0; n],
@@ -920,7 +917,6 @@ impl Engine {
             }
             Body::Rts(rts) => self.start_rendezvous(id, source, tag, rts, buf),
             Body::Held { slot, len } => {
-                self.held[source] -= 1;
                 // The slot goes back now, which is what the sender asked for, if it did.
                 self.wanted[source] = false;
                 self.deliver_from_slot(id, source, tag, slot, len, buf);
@@ -950,7 +946,6 @@ impl Engine {
             return Ok(());
         }
         let body = if len >= HOLD_FROM {
-            self.held[source] += 1;
             Body::Held { slot, len }
         } else {
             Body::Data(self.copy_out_of_slot(source, slot, len))
@@ -981,7 +976,7 @@ impl Engine {
     fn give_back_slots(&mut self) -> bool {
         let mut gave = false;
         for source in 0..self.size() {
-            if !self.wanted[source] || self.held[source] == 0 {
+            if !self.wanted[source] {
                 continue;
             }
             let Some((at, slot, len)) = self.unexpected.oldest_held(source) else {
@@ -989,7 +984,6 @@ impl Engine {
             };
             let bytes = self.copy_out_of_slot(source, slot, len);
             self.unexpected.by_source[source][at].1.body = Body::Data(bytes);
-            self.held[source] -= 1;
             self.wanted[source] = false;
             gave = true;
         }
