@@ -299,6 +299,9 @@ pub(crate) struct Engine {
     pub limits: Limits,
     /// More ranks than CPUs: waiting ranks yield at once instead of spinning.
     pub oversubscribed: bool,
+    /// Per peer: with more ranks than CPUs, whether it is bound to another CPU than this
+    /// rank's, shared with at most one other rank (empty when the job did not bind its ranks).
+    pub spin_across: Vec<bool>,
     /// This process may ring peers with [`crate::shm::Doorbell::notify_light`].
     light_notify: bool,
     /// Nothing arrived since this rank last sent a record (see [`Engine::try_record`]).
@@ -399,6 +402,7 @@ impl Engine {
             mode,
             limits,
             oversubscribed: false,
+            spin_across: Vec::new(),
             light_notify: crate::shm::enable_light_notify(),
             streaming: false,
             sleeps: Default::default(),
@@ -495,6 +499,12 @@ impl Engine {
     }
 
     /// Which peers request `id` depends on.
+    /// Whether this rank's only request waits on `peer`, and `peer` is likely running now on
+    /// another CPU (see [`Engine::spin_across`]).
+    pub fn waits_on_one_across(&self, peer: usize) -> bool {
+        self.requests.len() == 1 && self.spin_across.get(peer) == Some(&true)
+    }
+
     pub fn watch(&self, id: u64) -> Watch {
         match self.requests.get(&id) {
             Some(Req::Posted { source, .. }) if *source == ANY => Watch::Any,
