@@ -95,6 +95,20 @@ impl EarlyMessages {
         Ok(self.take_matching(source, tag))
     }
 
+    /// The bytes of the next collective message from `source` if it arrived early, carries
+    /// `tag` and is already copied out (`None` leaves everything as it was).
+    fn take_collective_data(&mut self, source: usize, tag: i32) -> Option<Vec<u8>> {
+        let queue = self.by_source.get_mut(source)?;
+        let i = queue.iter().position(|(_, u)| u.tag < 0)?;
+        if queue[i].1.tag != tag || !matches!(queue[i].1.body, Body::Data(_)) {
+            return None;
+        }
+        match queue.remove(i)?.1.body {
+            Body::Data(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
     /// The earliest message from `source` still held in its eager slot: its place in the
     /// source's queue, its slot and its length.
     fn oldest_held(&self, source: usize) -> Option<(usize, usize, usize)> {
@@ -769,6 +783,26 @@ impl Engine {
             ]
             .iter()
             .all(|&piece| piece % elem == 0)
+    }
+
+    /// Completes a collective's receive from `source` at once, with no request, when its
+    /// message arrived early and was copied out (`None`: post it). A broadcast's receivers
+    /// mostly find their message there, the root running ahead.
+    pub fn receive_early(
+        &mut self,
+        source: usize,
+        tag: i32,
+        buf: &mut [u8],
+    ) -> Option<Result<Status, CommError>> {
+        let bytes = self.unexpected.take_collective_data(source, tag)?;
+        let recv = RecvBuf {
+            ptr: buf.as_mut_ptr(),
+            cap: buf.len(),
+            combine: None,
+        };
+        let result = self.copy_into(recv, &bytes, source, tag);
+        self.recycle(bytes);
+        Some(result)
     }
 
     /// [`Engine::post_receive`], folding the message into `ptr` with `combine` when given.
