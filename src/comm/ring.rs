@@ -70,11 +70,17 @@ impl Writer {
     /// nothing). A writer about to sleep because the ring was full re-checks with this.
     pub fn has_room<C: Cells>(&self, c: &C, bytes: usize) -> bool {
         let cap = c.capacity() as u64;
-        let need = cells_for(bytes) as u64;
+        let (_, want) = self.placement(cap, cells_for(bytes) as u64);
+        // Acquire: pairs with the reader's Release of `head`.
+        want - c.load_head(Ordering::Acquire) <= cap
+    }
+
+    /// For a record of `need` cells: the padding cells before it (a record never wraps), and
+    /// the tail the reader's head must be within a ring's length of for it to be written.
+    fn placement(&self, cap: u64, need: u64) -> (u64, u64) {
         let pos = self.tail % cap;
         let pad = if pos + need > cap { cap - pos } else { 0 };
-        // Acquire: pairs with the reader's Release of `head`.
-        self.tail + pad + need + self.slack(cap) - c.load_head(Ordering::Acquire) <= cap
+        (pad, self.tail + pad + need + self.slack(cap))
     }
 
     /// Cells that must be free beyond a record's own: an eighth of the ring after a push found
@@ -104,9 +110,7 @@ impl Writer {
             need <= cap / 2,
             "record of {bytes} bytes is too large for the ring"
         );
-        let pos = self.tail % cap;
-        let pad = if pos + need > cap { cap - pos } else { 0 };
-        let want = self.tail + pad + need + self.slack(cap);
+        let (pad, want) = self.placement(cap, need);
         if want - self.cached_head > cap {
             // Acquire: pairs with the reader's Release of `head` after it is done with the cells.
             self.cached_head = c.load_head(Ordering::Acquire);
@@ -117,7 +121,7 @@ impl Writer {
         }
         self.full = false;
         if pad > 0 {
-            self.publish(c, pos as usize, PAD, pad as usize, 0, 0);
+            self.publish(c, (self.tail % cap) as usize, PAD, pad as usize, 0, 0);
             self.tail += pad;
         }
         let pos = (self.tail % cap) as usize;
