@@ -5,7 +5,8 @@
 //! target/release/onecopy run -n 4 -- target/release/examples/collectives
 //! ```
 
-use onecopy::coll::{SystemOperation, UserOperation};
+use onecopy::collective::{SystemOperation, UserOperation};
+use onecopy::traits::*;
 
 fn main() -> Result<(), onecopy::CommError> {
     let universe = match onecopy::initialize() {

@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use onecopy::traits::*;
+
 fn main() -> Result<(), onecopy::CommError> {
     let universe = match onecopy::initialize() {
         Some(u) => u,

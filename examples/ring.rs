@@ -4,6 +4,8 @@
 //! target/release/onecopy run -n 4 -- target/release/examples/ring
 //! ```
 
+use onecopy::traits::*;
+
 fn main() -> Result<(), onecopy::CommError> {
     let universe = match onecopy::initialize() {
         Some(u) => u,

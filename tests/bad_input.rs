@@ -10,6 +10,7 @@ use std::time::Duration;
 use onecopy::child::Child;
 use onecopy::comm::{self, JobSpec};
 use onecopy::shm::Segment;
+use onecopy::traits::*;
 use onecopy::vm::{Process, RemoteRange};
 use onecopy::{CommError, World};
 
@@ -128,13 +129,13 @@ fn every_command_rejects_garbage_with_a_clear_error() {
         (vec!["bench", "p2p", "--sizes", "-1"], vec![]),
         (vec!["bench", "p2p", "--sizes", "1024G"], vec![]),
         (vec!["bench", "p2p", "--transports", "teleport"], vec![]),
-        (vec!["bench", "p2p", "--transports", "procmem"], vec![]),
+        (vec!["bench", "p2p", "--transports", "cma"], vec![]),
         (vec!["bench", "p2p", "--tests", "speed"], vec![]),
         (vec!["bench", "p2p", "--tests", ""], vec![]),
         (vec!["bench", "p2p", "--format", "xml"], vec![]),
         (vec!["bench", "p2p", "--budget-ms", "0"], vec![]),
         (vec!["bench", "coll", "--transports", "teleport"], vec![]),
-        (vec!["bench", "coll", "--transports", "vmsplice"], vec![]),
+        (vec!["bench", "coll", "--transports", "auto,ftp"], vec![]),
         (vec!["bench", "coll", "--collectives", "scan"], vec![]),
         (vec!["bench", "coll", "-n", "0"], vec![]),
         (vec!["bench", "coll", "--sizes", "1,,2"], vec![]),
@@ -225,7 +226,8 @@ fn the_vm_api_refuses_garbage() {
 fn the_setup_api_refuses_garbage() {
     for name in ["", "teleport", "CMA-READ", "cma-read ", "\0"] {
         assert!(
-            onecopy::transport::by_name(name).is_err(),
+            onecopy::transport::Mechanism::from_name(name).is_none()
+                && name.parse::<onecopy::transport::TransportChoice>().is_err(),
             "transport {name:?}"
         );
     }
@@ -250,37 +252,50 @@ fn the_setup_api_refuses_garbage() {
             "sizes {sizes:?}"
         );
     }
+    let config = onecopy::config::Config::default();
     for ranks in [0, comm::MAX_RANKS + 1, usize::MAX] {
-        assert!(comm::segment_bytes(ranks).is_err(), "{ranks} ranks");
+        assert!(
+            comm::segment_bytes(ranks, &config).is_err(),
+            "{ranks} ranks"
+        );
     }
     assert!(Segment::create("onecopy-huge", usize::MAX).is_err());
     assert!(Segment::create("onecopy-huge", usize::MAX - 4095).is_err());
     assert!(Segment::create("onecopy-huge", 1 << 62).is_err());
     // A segment too small for the job, or a job that does not match its segment.
     let small = Segment::create("onecopy-small", 4096).expect("segment");
-    assert!(comm::init_segment(&small, 2).is_err());
-    let two =
-        Segment::create("onecopy-two", comm::segment_bytes(2).expect("layout")).expect("segment");
-    comm::init_segment(&two, 2).expect("init");
+    assert!(comm::init_segment(&small, 2, &config).is_err());
+    let two = Segment::create(
+        "onecopy-two",
+        comm::segment_bytes(2, &config).expect("layout"),
+    )
+    .expect("segment");
+    comm::init_segment(&two, 2, &config).expect("init");
     let me = std::process::id() as i32;
-    for (rank, size, transport) in [
-        (2, 2, "auto"),
-        (0, 0, "auto"),
-        (0, 4, "auto"),
-        (0, 5000, "auto"),
-        (usize::MAX, 2, "auto"),
-        (0, 2, "teleport"),
+    let small_ring = onecopy::config::Config {
+        inline_limit_bytes: Some(1 << 20),
+        ..config.clone()
+    };
+    for (rank, size, config) in [
+        (2, 2, &config),
+        (0, 0, &config),
+        (0, 4, &config),
+        (0, 5000, &config),
+        (usize::MAX, 2, &config),
+        (0, 1, &config),
+        (0, 2, &small_ring),
     ] {
         let spec = JobSpec {
             segment: two.try_clone().expect("clone"),
             rank,
             size,
             launcher_pid: me,
-            transport: transport.into(),
+            transport: onecopy::transport::TransportChoice::Auto,
+            config: config.clone(),
         };
         assert!(
             comm::join(spec).is_err(),
-            "joined as rank {rank} of {size} with {transport}"
+            "joined as rank {rank} of {size} with {config:?}"
         );
     }
 }
@@ -296,7 +311,11 @@ fn two_ranks(transport: &str, body: fn(&World) -> Result<(), String>) -> Vec<Opt
 fn mismatched(world: &World) -> Result<(), String> {
     let me = world.rank();
     let peer = world.process_at_rank(1 - me);
-    for bad in [i32::MIN, -1, 2, i32::MAX] {
+    // MPI_PROC_NULL (-1) is the null process: sending to it does nothing.
+    if world.process_at_rank(-1).send(&[1u8]).is_err() {
+        return Err("a send to the null process failed".into());
+    }
+    for bad in [i32::MIN, -2, -3, 2, i32::MAX] {
         if !matches!(
             world.process_at_rank(bad).send(&[1u8]),
             Err(CommError::InvalidRank { .. })

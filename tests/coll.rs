@@ -8,6 +8,7 @@ use onecopy::coll::{Integer, IntegerOperation, Number, SystemOperation, UserOper
 use onecopy::{CommError, World};
 
 use common::{assert_all_ok, run_job};
+use onecopy::traits::*;
 
 /// What each rank runs.
 type Body = fn(&World) -> Result<(), String>;

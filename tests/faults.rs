@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use onecopy::World;
 use onecopy::child::Exit;
+use onecopy::traits::*;
 
 /// What each rank of a forked job ended with.
 #[derive(Debug)]
@@ -93,8 +94,8 @@ fn check_survivor(outcomes: &[Outcome], victim: usize, what: &str) -> String {
 fn a_rank_killed_mid_transfer_gives_its_peer_an_error() {
     let _dog = common::watchdog("a_rank_killed_mid_transfer_gives_its_peer_an_error", 120);
     // Kill the sender (while the receiver pulls from it) and the receiver (while the sender waits
-    // for its FIN), at several moments, with each rendezvous transport.
-    for transport in ["cma-read", "cma-split", "shm-copy"] {
+    // for its FIN), at several moments, with every mechanism.
+    for transport in onecopy::transport::NAMES {
         for (i, victim) in [0usize, 1, 0, 1].into_iter().enumerate() {
             let after = Duration::from_millis(30 + 37 * i as u64);
             let what = format!("{transport}, rank {victim} killed after {after:?}");

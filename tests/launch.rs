@@ -732,7 +732,7 @@ fn transport_choice_parses_auto_and_known_names_only() {
         assert_eq!(choice.to_string(), name);
     }
     let err = "fast".parse::<TransportChoice>().expect_err("unknown");
-    assert!(matches!(err, LaunchError::UnknownTransport(_)));
+    assert_eq!(LaunchError::from(err).exit_code(), launch::EXIT_USAGE);
 }
 
 fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
@@ -745,7 +745,10 @@ fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> 
 
 #[test]
 fn rank_env_parses_what_the_launcher_sets() {
-    assert_eq!(launch::rank_env_from(lookup(&[])).ok(), Some(None));
+    assert_eq!(
+        onecopy::comm::env::rank_env_from(lookup(&[])).ok(),
+        Some(None)
+    );
     let full = [
         ("ONECOPY_RANK", "2"),
         ("ONECOPY_SIZE", "4"),
@@ -753,17 +756,17 @@ fn rank_env_parses_what_the_launcher_sets() {
         ("ONECOPY_LAUNCHER_PID", "4242"),
         ("ONECOPY_TRANSPORT", "shm-copy"),
     ];
-    let env = launch::rank_env_from(lookup(&full))
+    let env = onecopy::comm::env::rank_env_from(lookup(&full))
         .expect("valid")
         .expect("present");
     assert_eq!(
         env,
-        launch::RankEnv {
+        onecopy::comm::env::RankEnv {
             rank: 2,
             size: 4,
             segment_fd: 5,
             launcher_pid: 4242,
-            transport: TransportChoice::Named("shm-copy"),
+            transport: TransportChoice::Named(onecopy::transport::Mechanism::ShmCopy),
         }
     );
     // Every variable broken in turn.
@@ -782,21 +785,21 @@ fn rank_env_parses_what_the_launcher_sets() {
             .iter()
             .map(|&(k, v)| if k == *var { (k, *value) } else { (k, v) })
             .collect();
-        let err = launch::rank_env_from(lookup(&vars)).expect_err(var);
+        let err = onecopy::comm::env::rank_env_from(lookup(&vars)).expect_err(var);
         assert!(
-            matches!(err, LaunchError::InvalidVariable { var: v, .. } if v == *var),
+            matches!(err, onecopy::comm::env::EnvError::InvalidVariable { var: v, .. } if v == *var),
             "{var}={value}: {err}"
         );
     }
     let partial = lookup(&[("ONECOPY_RANK", "0"), ("ONECOPY_SIZE", "1")]);
     assert!(matches!(
-        launch::rank_env_from(partial),
-        Err(LaunchError::MissingVariable {
+        onecopy::comm::env::rank_env_from(partial),
+        Err(onecopy::comm::env::EnvError::MissingVariable {
             var: "ONECOPY_SEGMENT_FD"
         })
     ));
     // Not under the launcher here.
-    assert_eq!(launch::rank_env().ok(), Some(None));
+    assert_eq!(onecopy::comm::env::rank_env().ok(), Some(None));
 }
 
 #[test]

@@ -10,10 +10,11 @@
 use std::time::{Duration, Instant};
 
 use super::{BenchError, Progress, Record};
-use crate::child::Child;
 use crate::coll::SystemOperation;
-use crate::comm::{self, CommError, JobSpec, World};
-use crate::shm::Segment;
+use crate::comm::{self, CommError, World};
+use crate::config::Config;
+use crate::traits::*;
+use crate::transport::TransportChoice;
 
 /// One collective to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,79 +125,28 @@ pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchE
             comm::MAX_RANKS
         )));
     }
-    if let Some(bad) = options
-        .transports
-        .iter()
-        .find(|t| !super::p2p::TRANSPORTS.contains(&t.as_str()))
-    {
-        return Err(BenchError::InvalidOption(format!(
-            "unknown transport '{bad}'"
-        )));
+    let mut choices = Vec::new();
+    for t in &options.transports {
+        let choice: TransportChoice = t
+            .parse()
+            .map_err(|_| BenchError::InvalidOption(format!("unknown transport '{t}'")))?;
+        choices.push((t.as_str(), choice));
     }
+    let config = Config::from_env().map_err(|e| BenchError::InvalidOption(e.to_string()))?;
+    let largest = options.sizes.iter().copied().max().unwrap_or(0);
     let mut records = Vec::new();
-    for transport in &options.transports {
-        records.extend(run_job(options, transport, progress)?);
+    for (name, choice) in choices {
+        let what = format!("coll with {n} ranks");
+        records.extend(super::job::run(
+            n,
+            choice,
+            &config,
+            &what,
+            |world| follow(world, largest),
+            |world| lead(world, options, name, progress),
+        )?);
     }
     Ok(records)
-}
-
-/// One job of `options.ranks` ranks on `transport`.
-fn run_job(
-    options: &Options,
-    transport: &str,
-    progress: &Progress,
-) -> Result<Vec<Record>, BenchError> {
-    let n = options.ranks;
-    let largest = options.sizes.iter().copied().max().unwrap_or(0);
-    let peer_error = |e: CommError| BenchError::Peer(format!("coll with {n} ranks: {e}"));
-    let bytes = comm::segment_bytes(n).map_err(peer_error)?;
-    let segment = Segment::create("onecopy-bench-coll", bytes)
-        .map_err(|e| BenchError::Peer(e.to_string()))?;
-    comm::init_segment(&segment, n).map_err(peer_error)?;
-    let me = std::process::id() as i32;
-    // Joining binds this process to one CPU; children must start from the whole set, and so
-    // must whatever runs after the benchmark.
-    let saved_cpus = rustix::thread::sched_getaffinity(None).ok();
-    let mut children = Vec::with_capacity(n.saturating_sub(1));
-    for rank in 1..n {
-        let child_segment = segment
-            .try_clone()
-            .map_err(|e| BenchError::Peer(e.to_string()))?;
-        // SAFETY: the benchmark process starts no threads (the progress bar draws without
-        // one), so the child may run anything.
-        let child = unsafe {
-            Child::fork(move || {
-                let spec = JobSpec {
-                    segment: child_segment,
-                    rank,
-                    size: n,
-                    launcher_pid: me,
-                    transport: transport.into(),
-                };
-                match comm::join(spec).and_then(|u| follow(&u.world(), largest)) {
-                    Ok(()) => 0,
-                    Err(_) => 1,
-                }
-            })
-        }
-        .map_err(|e| BenchError::Peer(format!("cannot fork rank {rank}: {e}")))?;
-        children.push(child);
-    }
-    let spec = JobSpec {
-        segment,
-        rank: 0,
-        size: n,
-        launcher_pid: me,
-        transport: transport.into(),
-    };
-    let result = comm::join(spec).and_then(|u| lead(&u.world(), options, transport, progress));
-    for mut c in children {
-        let _ = c.wait_timeout(Duration::from_secs(5));
-    }
-    if let Some(cpus) = saved_cpus {
-        let _ = rustix::thread::sched_setaffinity(None, &cpus);
-    }
-    result.map_err(peer_error)
 }
 
 /// Buffers for one rank, large enough for every collective at `largest` bytes.

@@ -44,18 +44,7 @@ pub enum BenchError {
         /// The kernel's error.
         source: std::io::Error,
     },
-    /// A transfer failed while being measured.
-    #[error("{transport} at {bytes} bytes: {source}")]
-    Transfer {
-        /// The transport measured.
-        transport: String,
-        /// The message size.
-        bytes: usize,
-        /// What went wrong.
-        #[source]
-        source: crate::transport::TransportError,
-    },
-    /// A helper process could not be started or failed its own checks.
+    /// A job's rank could not be started, failed its own checks, or a transfer failed.
     #[error("{0}")]
     Peer(String),
 }

@@ -19,6 +19,7 @@
 mod buffer;
 pub mod coll;
 mod error;
+mod job;
 pub mod mechanisms;
 mod output;
 pub mod p2p;

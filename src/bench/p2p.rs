@@ -13,12 +13,21 @@
 use std::time::{Duration, Instant};
 
 use super::{BenchError, Progress, Record};
-use crate::child::Child;
-use crate::comm::{self, CommError, JobSpec, World};
-use crate::shm::Segment;
+use crate::comm::{CommError, World};
+use crate::config::Config;
+use crate::traits::*;
+use crate::transport::TransportChoice;
 
-/// The runtime's transports (`auto` lets the runtime choose).
-pub const TRANSPORTS: [&str; 4] = ["auto", "cma-read", "cma-split", "shm-copy"];
+/// The runtime's transports: `auto` (the runtime's own choice) and every mechanism.
+pub const TRANSPORTS: [&str; 7] = [
+    "auto",
+    "cma-read",
+    "cma-write",
+    "cma-split",
+    "shm-copy",
+    "procmem",
+    "vmsplice",
+];
 
 /// Which test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,14 +126,17 @@ pub fn progress_steps(o: &Options) -> u64 {
 
 /// Runs the benchmark; one job (this process and a forked rank 1) per transport.
 pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchError> {
+    let mut choices = Vec::new();
     for t in &options.transports {
-        if !TRANSPORTS.contains(&t.as_str()) {
-            return Err(BenchError::InvalidOption(format!(
-                "transport '{t}' is not used by the runtime; choose from {}",
+        let choice: TransportChoice = t.parse().map_err(|_| {
+            BenchError::InvalidOption(format!(
+                "transport '{t}' is not one of {}",
                 TRANSPORTS.join(", ")
-            )));
-        }
+            ))
+        })?;
+        choices.push(choice);
     }
+    let config = Config::from_env().map_err(|e| BenchError::InvalidOption(e.to_string()))?;
     let largest = options
         .latency_sizes
         .iter()
@@ -133,68 +145,24 @@ pub fn run(options: &Options, progress: &Progress) -> Result<Vec<Record>, BenchE
         .max()
         .unwrap_or(0);
     let mut records = Vec::new();
-    for transport in &options.transports {
-        records.extend(run_job(options, transport, largest, progress)?);
+    for choice in choices {
+        let what = format!("p2p with {choice}");
+        records.extend(super::job::run(
+            2,
+            choice,
+            &config,
+            &what,
+            |world| follow(world, largest),
+            |world| {
+                let label = match choice {
+                    TransportChoice::Auto => "auto".to_string(),
+                    TransportChoice::Named(_) => world.mode().name().to_string(),
+                };
+                lead(world, options, &label, largest, progress)
+            },
+        )?);
     }
     Ok(records)
-}
-
-fn run_job(
-    options: &Options,
-    transport: &str,
-    largest: usize,
-    progress: &Progress,
-) -> Result<Vec<Record>, BenchError> {
-    let peer_error = |e: CommError| BenchError::Peer(format!("p2p with {transport}: {e}"));
-    let bytes = comm::segment_bytes(2).map_err(peer_error)?;
-    let segment =
-        Segment::create("onecopy-bench-p2p", bytes).map_err(|e| BenchError::Peer(e.to_string()))?;
-    comm::init_segment(&segment, 2).map_err(peer_error)?;
-    let me = std::process::id() as i32;
-    // Joining binds this process to one CPU; the next job (and the child, which inherits the
-    // mask) must start from the whole set again.
-    let saved_cpus = rustix::thread::sched_getaffinity(None).ok();
-    let child_segment = segment
-        .try_clone()
-        .map_err(|e| BenchError::Peer(e.to_string()))?;
-    // SAFETY: the benchmark process starts no threads (the progress bar draws without one), so
-    // the child may run anything.
-    let mut child = unsafe {
-        Child::fork(|| {
-            let spec = JobSpec {
-                segment: child_segment,
-                rank: 1,
-                size: 2,
-                launcher_pid: me,
-                transport: transport.into(),
-            };
-            match comm::join(spec).and_then(|u| follow(&u.world(), largest)) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            }
-        })
-    }
-    .map_err(|e| BenchError::Peer(format!("cannot fork rank 1: {e}")))?;
-    let spec = JobSpec {
-        segment,
-        rank: 0,
-        size: 2,
-        launcher_pid: me,
-        transport: transport.into(),
-    };
-    let universe = comm::join(spec).map_err(peer_error)?;
-    let world = universe.world();
-    let label = if transport == "auto" {
-        "auto".to_string()
-    } else {
-        world.mode().name().to_string()
-    };
-    let result = lead(&world, options, &label, largest, progress);
-    let _ = child.wait_timeout(Duration::from_secs(5));
-    if let Some(cpus) = saved_cpus {
-        let _ = rustix::thread::sched_setaffinity(None, &cpus);
-    }
-    result.map_err(peer_error)
 }
 
 /// Rank 0: decides, tells rank 1, measures.
@@ -329,7 +297,7 @@ fn timed(
 /// Posts a window of [`WINDOW`] receives into `inn` and/or sends of `out`, and waits for all.
 fn window(world: &World, out: Option<&[u8]>, inn: Option<&mut [u8]>) -> Result<(), CommError> {
     let peer = world.process_at_rank(1 - world.rank());
-    comm::scope(|scope| {
+    crate::request::scope(|scope| {
         let mut reqs = Vec::with_capacity(2 * WINDOW);
         if let Some(inn) = inn {
             for _ in 0..WINDOW {

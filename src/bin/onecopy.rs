@@ -117,7 +117,7 @@ struct CollArgs {
     )]
     collectives: String,
     /// `auto` (the runtime's own choice), `all`, or a comma-separated list of cma-read,
-    /// cma-split, shm-copy; one job per transport.
+    /// cma-write, cma-split, shm-copy, procmem, vmsplice; one job per transport.
     #[arg(long, default_value = "auto")]
     transports: String,
     /// Output: table, csv or json.
@@ -137,8 +137,8 @@ struct P2pArgs {
     /// [default: latency 1 B to 4 MiB, bw and bibw 1 B to 64 MiB, powers of two].
     #[arg(long, value_parser = parse_p2p_sizes)]
     sizes: Option<SizeList>,
-    /// `auto` (the runtime's own choice), `all`, or a comma-separated list of cma-read,
-    /// cma-split, shm-copy.
+    /// `auto` (the runtime's own choice), `all` (auto and every mechanism), or a
+    /// comma-separated list of auto, cma-read, cma-write, cma-split, shm-copy, procmem, vmsplice.
     #[arg(long, default_value = "auto")]
     transports: String,
     /// Tests, comma-separated: latency, bw, bibw.
@@ -409,8 +409,11 @@ fn mechanisms(args: MechanismsArgs) -> i32 {
             .collect()
     };
     for name in &transports {
-        if let Err(e) = onecopy::transport::by_name(name) {
-            return fail(e, EXIT_USAGE);
+        if onecopy::transport::Mechanism::from_name(name).is_none() {
+            return fail(
+                onecopy::transport::UnknownTransport(name.clone()),
+                EXIT_USAGE,
+            );
         }
     }
     let options = mechanisms::Options {
@@ -516,7 +519,10 @@ fn run(args: RunArgs) -> i32 {
     };
     let transport = match args.transport.parse() {
         Ok(t) => t,
-        Err(e) => return fail(&e, launch::LaunchError::exit_code(&e)),
+        Err(e) => {
+            let e = launch::LaunchError::from(e);
+            return fail(&e, e.exit_code());
+        }
     };
     let mut command = args.command.into_iter();
     let Some(program) = command.next() else {

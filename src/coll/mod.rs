@@ -1,12 +1,16 @@
-//! Collectives on a [`World`]: barrier, broadcast, reduce, all-reduce, gather, scatter,
-//! all-gather, all-to-all and their variable-count forms, with rsmpi's names.
+//! Collectives on any communicator: barrier, broadcast, reduce, all-reduce, gather, scatter,
+//! all-gather, all-to-all and their variable-count forms, with rsmpi's names, as the
+//! [`CommunicatorCollectives`] and [`Root`] traits (`use onecopy::traits::*`). Written once
+//! against the communicator core; intercommunicators get MPI's intercommunicator forms
+//! (`inter`).
 //!
-//! They are built on the runtime's point-to-point messages with tags from a reserved negative
-//! range ([`RESERVED_TAGS`]), which a user's receive, even one for any tag, never matches. Every
-//! rank must call the same collectives in the same order. The algorithm is chosen from the rank
-//! count and size alone (the table is in BENCHMARKS.md, "Collectives"), so all ranks choose
-//! alike and float reductions are deterministic. Reduction steps combine while copying: the
-//! runtime folds the peer's data into the accumulator as it arrives (see [`reduce`](mod@reduce)).
+//! They are built on the runtime's point-to-point messages in each communicator's collective
+//! context, which no user receive matches, with tags that name the collective and its root.
+//! Every rank must call the same collectives in the same order. The algorithm is chosen from
+//! the rank count and size alone (the table is in BENCHMARKS.md, "Collectives"), so all ranks
+//! choose alike and float reductions are deterministic. Reduction steps combine while copying:
+//! the runtime folds the peer's data into the accumulator as it arrives (see
+//! [`reduce`](mod@reduce)).
 //!
 //! Arguments that do not agree between ranks are reported, not trusted: every message's length
 //! is checked against the receiver's own expectation, so different counts end as
@@ -15,6 +19,7 @@
 //! and a rank that meets another collective's message gets [`CommError::Mismatch`]. This module
 //! does not own the message protocols (`comm`) nor the kernel calls (`vm`).
 
+mod inter;
 mod op;
 pub mod reduce;
 
@@ -22,14 +27,9 @@ use std::ops::Range;
 
 use bytemuck::Pod;
 
-use crate::comm::{CommError, Peer, World, scope};
+use crate::comm::{CommCore, CommError, Communicator, Process, Rank};
 
 pub use op::{Integer, IntegerOperation, Number, Operation, SystemOperation, UserOperation};
-
-/// The tags the collectives use; a user's tags are 0 or more. Collectives with a root carry it
-/// in the tag, so ranks that disagree on the root (or on the collective) get
-/// [`CommError::Mismatch`] when the other's message reaches them.
-pub const RESERVED_TAGS: Range<i32> = crate::comm::tags::RESERVED;
 
 use crate::comm::tags as tag;
 
@@ -47,14 +47,8 @@ pub const LINEAR_BYTES: usize = 1 << 10;
 /// transfers going (4 ranks on 2 cores: 8 MiB in 5.3-5.6 ms against 6.0 paired).
 pub const LINEAR_ALL_TO_ALL_RANKS: usize = 4;
 
-fn linear_bytes() -> usize {
-    static LIMIT: crate::tools::Setting = crate::tools::Setting::new();
-    LIMIT.get(|| {
-        std::env::var("ONECOPY_COLL_LINEAR")
-            .ok()
-            .and_then(|t| crate::tools::parse_number(&t).ok())
-            .unwrap_or(LINEAR_BYTES)
-    })
+fn linear_bytes(comm: &CommCore) -> usize {
+    comm.rt.config.coll_linear_bytes
 }
 
 /// Scratch memory kept between calls, one buffer per [`Slot`].
@@ -118,13 +112,13 @@ fn invalid(what: impl Into<String>) -> CommError {
     CommError::InvalidArgument(what.into())
 }
 
-fn check_root(world: &World, root: i32) -> Result<i32, CommError> {
-    if (0..world.size()).contains(&root) {
+fn check_root(comm: &CommCore, root: i32) -> Result<i32, CommError> {
+    if (0..comm.size()).contains(&root) {
         Ok(root)
     } else {
         Err(CommError::InvalidRank {
             rank: root,
-            size: world.size(),
+            size: comm.size(),
         })
     }
 }
@@ -141,16 +135,42 @@ fn check_length(from: i32, got: usize, want: usize) -> Result<(), CommError> {
 }
 
 /// Sends `data` to `rank` and waits until it may be reused.
-fn send(world: &World, rank: i32, tag: i32, data: &[u8]) -> Result<(), CommError> {
-    world.send_blocking(rank, tag, data)
+fn send(comm: &CommCore, rank: i32, tag: i32, data: &[u8]) -> Result<(), CommError> {
+    comm.send_blocking(rank, tag, data)
 }
 
 /// Receives exactly `buf.len()` bytes from `rank`.
-fn receive(world: &World, rank: i32, tag: i32, buf: &mut [u8]) -> Result<(), CommError> {
+fn receive(comm: &CommCore, rank: i32, tag: i32, buf: &mut [u8]) -> Result<(), CommError> {
     let want = buf.len();
-    let id = world.post_receive_reserved(rank, tag, buf)?;
-    let status = world.wait(id)?;
+    let id = comm.post_receive_reserved(rank, tag, buf)?;
+    let status = comm.wait(id)?;
     check_length(rank, status.count_bytes(), want)
+}
+
+/// Sends every `(rank, data)` of `parts` at once and waits for all of them, also when one fails,
+/// before the data is handed back; returns the first error.
+fn send_all<'a>(
+    comm: &CommCore,
+    tag: i32,
+    parts: impl IntoIterator<Item = (i32, &'a [u8])>,
+) -> Result<(), CommError> {
+    let mut sent = Vec::new();
+    let mut first = None;
+    for (rank, data) in parts {
+        match comm.post_send_reserved(rank, tag, data) {
+            Ok(id) => sent.push(id),
+            Err(e) => {
+                first = Some(e);
+                break;
+            }
+        }
+    }
+    for id in sent {
+        if let Err(e) = comm.wait(id) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// Sends `out` to `dest` while receiving exactly `inn.len()` bytes from `source`.
@@ -164,43 +184,43 @@ fn receive(world: &World, rank: i32, tag: i32, buf: &mut [u8]) -> Result<(), Com
 /// when they do; Open MPI 0.47 and 0.15). Larger messages wait for the receive to be posted
 /// first, so that the peer's finds it there.
 fn exchange(
-    world: &World,
+    comm: &CommCore,
     dest: i32,
     out: &[u8],
     source: i32,
     inn: &mut [u8],
     tag: i32,
 ) -> Result<(), CommError> {
-    if world.fits_record(out.len()) {
-        world.send_blocking(dest, tag, out)?;
-        return receive(world, source, tag, inn);
+    if comm.fits_record(out.len()) {
+        comm.send_blocking(dest, tag, out)?;
+        return receive(comm, source, tag, inn);
     }
     let want = inn.len();
-    let received = world.post_receive_reserved(source, tag, inn)?;
-    complete_exchange(world, received, source, want, Some((dest, out)), tag)
+    let received = comm.post_receive_reserved(source, tag, inn)?;
+    complete_exchange(comm, received, source, want, Some((dest, out)), tag)
 }
 
 /// Sends `send` (if any) while the posted receive `received` (of exactly `want` bytes from
 /// `source`) completes. Both requests are waited for before this returns, also when one fails,
 /// so neither buffer is lent any longer.
 fn complete_exchange(
-    world: &World,
+    comm: &CommCore,
     received: u64,
     source: i32,
     want: usize,
     send: Option<(i32, &[u8])>,
     tag: i32,
 ) -> Result<(), CommError> {
-    let sent = match send.map(|(dest, out)| world.post_send_reserved(dest, tag, out)) {
+    let sent = match send.map(|(dest, out)| comm.post_send_reserved(dest, tag, out)) {
         Some(Err(e)) => {
-            let _ = world.wait(received);
+            let _ = comm.wait(received);
             return Err(e);
         }
         Some(Ok(id)) => Some(id),
         None => None,
     };
-    let got = world.wait(received);
-    let gone = sent.map(|id| world.wait(id));
+    let got = comm.wait(received);
+    let gone = sent.map(|id| comm.wait(id));
     let status = got?;
     if let Some(gone) = gone {
         gone?;
@@ -213,7 +233,7 @@ fn complete_exchange(
 /// back; returns the first error. A rank that runs while its peers are descheduled hands all its
 /// messages over in one go instead of one step per peer.
 fn exchange_all<'a>(
-    world: &World,
+    comm: &CommCore,
     tag: i32,
     recvs: impl IntoIterator<Item = (i32, &'a mut [u8])>,
     sends: impl IntoIterator<Item = (i32, &'a [u8])>,
@@ -224,15 +244,15 @@ fn exchange_all<'a>(
     // Messages that fit a ring record go first (see `exchange`); the others after the receives.
     let mut later = Vec::new();
     for (dest, data) in sends {
-        if first.is_some() || !world.fits_record(data.len()) {
+        if first.is_some() || !comm.fits_record(data.len()) {
             later.push((dest, data));
-        } else if let Err(e) = world.send_blocking(dest, tag, data) {
+        } else if let Err(e) = comm.send_blocking(dest, tag, data) {
             first = Some(e);
         }
     }
     for (source, buf) in recvs.into_iter().take_while(|_| first.is_none()) {
         let want = buf.len();
-        match world.post_receive_reserved(source, tag, buf) {
+        match comm.post_receive_reserved(source, tag, buf) {
             Ok(id) => pending.push((id, source, Some(want))),
             Err(e) => {
                 first = Some(e);
@@ -242,7 +262,7 @@ fn exchange_all<'a>(
     }
     if first.is_none() {
         for (dest, data) in later {
-            match world.post_send_reserved(dest, tag, data) {
+            match comm.post_send_reserved(dest, tag, data) {
                 Ok(id) => pending.push((id, dest, None)),
                 Err(e) => {
                     first = Some(e);
@@ -252,12 +272,12 @@ fn exchange_all<'a>(
         }
     }
     if let Some((dst, src)) = own
-        && let Err(e) = copy_while_progressing(world, dst, src)
+        && let Err(e) = copy_while_progressing(comm, dst, src)
     {
         first.get_or_insert(e);
     }
     for (id, rank, want) in pending {
-        let done = world.wait(id).and_then(|status| match want {
+        let done = comm.wait(id).and_then(|status| match want {
             Some(want) => check_length(rank, status.count_bytes(), want),
             None => Ok(()),
         });
@@ -275,7 +295,7 @@ const OWN_WHILE_MOVING_FROM: usize = 1 << 20;
 /// 1 MiB in pieces, with a round of progress after each, so that the copy fills the time this
 /// rank would otherwise wait for slots and chunks. The 2-rank 8 MiB all-to-all went from
 /// 975-1000 µs (copy first) to 811-862, the 4-rank one from 5366-5470 to 5096-5241.
-fn copy_while_progressing(world: &World, dst: &mut [u8], src: &[u8]) -> Result<(), CommError> {
+fn copy_while_progressing(comm: &CommCore, dst: &mut [u8], src: &[u8]) -> Result<(), CommError> {
     const PIECE: usize = 128 << 10;
     if src.len() < OWN_WHILE_MOVING_FROM {
         dst.copy_from_slice(src);
@@ -283,7 +303,7 @@ fn copy_while_progressing(world: &World, dst: &mut [u8], src: &[u8]) -> Result<(
     }
     for (d, s) in dst.chunks_mut(PIECE).zip(src.chunks(PIECE)) {
         d.copy_from_slice(s);
-        world.progress()?;
+        comm.progress()?;
     }
     Ok(())
 }
@@ -358,21 +378,21 @@ fn split_two(
 /// Ring all-gather of byte blocks: rank `r` holds block `(r + shift) % n` of `buf` and ends with
 /// all of them; `block(i)` is block `i`'s place in `buf`.
 fn ring_all_gather(
-    world: &World,
+    comm: &CommCore,
     buf: &mut [u8],
     block: impl Fn(usize) -> Range<usize>,
     shift: usize,
     tag: i32,
 ) -> Result<(), CommError> {
-    let n = world.size() as usize;
-    let r = world.rank() as usize;
+    let n = comm.size() as usize;
+    let r = comm.rank() as usize;
     let next = ((r + 1) % n) as i32;
     let prev = ((r + n - 1) % n) as i32;
     for k in 0..n.saturating_sub(1) {
         let out = block((r + shift + n - k) % n);
         let inn = block((r + shift + 2 * n - k - 1) % n);
         let (out, inn) = split_two(buf, out, inn)?;
-        exchange(world, next, out, prev, inn, tag)?;
+        exchange(comm, next, out, prev, inn, tag)?;
     }
     Ok(())
 }
@@ -407,145 +427,150 @@ fn ranges<T>(
         .collect()
 }
 
-impl World {
-    /// Returns when every rank has called it: log2(n) rounds of empty messages, exchanged with
-    /// rank r xor 2^k when n is a power of two (recursive doubling), else sent to r + 2^k and
-    /// received from r - 2^k (dissemination). Pairs that exchange wait for one rank each round,
-    /// which lets a rank on an oversubscribed machine spin for it (4 ranks on 2 CPUs: 1.8 µs a
-    /// call, 3.3 by dissemination).
-    pub fn barrier(&self) -> Result<(), CommError> {
-        let n = self.size();
-        let r = self.rank();
-        let mut k = 1;
-        while k < n {
-            let (to, from) = if (n as u32).is_power_of_two() {
-                (r ^ k, r ^ k)
-            } else {
-                ((r + k) % n, (r - k + n) % n)
-            };
-            exchange(self, to, &[], from, &mut [], tag::BARRIER)?;
-            k *= 2;
-        }
-        Ok(())
+/// Returns when every rank has called it: log2(n) rounds of empty messages, exchanged with
+/// rank r xor 2^k when n is a power of two (recursive doubling), else sent to r + 2^k and
+/// received from r - 2^k (dissemination). Pairs that exchange wait for one rank each round,
+/// which lets a rank on an oversubscribed machine spin for it (4 ranks on 2 CPUs: 1.8 µs a
+/// call, 3.3 by dissemination).
+pub(crate) fn barrier(comm: &CommCore) -> Result<(), CommError> {
+    let n = comm.size();
+    let r = comm.rank();
+    let mut k = 1;
+    while k < n {
+        let (to, from) = if (n as u32).is_power_of_two() {
+            (r ^ k, r ^ k)
+        } else {
+            ((r + k) % n, (r - k + n) % n)
+        };
+        exchange(comm, to, &[], from, &mut [], tag::BARRIER)?;
+        k *= 2;
     }
-
-    /// Every rank's `send` (the same length everywhere) lands in every rank's `recv`, in rank
-    /// order; `recv` holds `size × send.len()` elements.
-    pub fn all_gather_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
-        let n = self.size() as usize;
-        let c = send.len();
-        if recv.len() != n * c {
-            return Err(invalid(format!(
-                "all_gather_into: {} receive elements for {n} ranks of {c}",
-                recv.len()
-            )));
-        }
-        let each = std::mem::size_of_val(send);
-        let (r, recv) = (self.rank() as usize, bytes_mut(recv));
-        if n > 2 && each > 0 && each <= linear_bytes() {
-            let parts = recv.chunks_mut(each).collect();
-            return linear_all_gather(self, bytes(send), parts);
-        }
-        recv[r * each..][..each].copy_from_slice(bytes(send));
-        ring_all_gather(self, recv, |i| i * each..(i + 1) * each, 0, tag::ALLGATHER)
-    }
-
-    /// Rank `i`'s `send` (`counts[i]` elements) lands at `recv[displs[i]..]` on every rank
-    /// (a ring: each rank sends to the next, receives from the previous, n - 1 steps).
-    pub fn all_gather_varcount_into<T: Pod>(
-        &self,
-        send: &[T],
-        recv: &mut [T],
-        counts: &[usize],
-        displs: &[usize],
-    ) -> Result<(), CommError> {
-        let n = self.size() as usize;
-        let r = self.rank() as usize;
-        let blocks = ranges::<T>(n, counts, displs, recv.len(), "all_gather_varcount_into")?;
-        if send.len() != counts[r] {
-            return Err(invalid(format!(
-                "all_gather_varcount_into: {} elements to send, counts[{r}] is {}",
-                send.len(),
-                counts[r]
-            )));
-        }
-        let recv = bytes_mut(recv);
-        // Every rank has the same counts, so every rank picks the same algorithm.
-        let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
-        if n > 2 && widest <= linear_bytes() {
-            let parts = disjoint_mut(recv, &blocks)?;
-            return linear_all_gather(self, bytes(send), parts);
-        }
-        recv[blocks[r].clone()].copy_from_slice(bytes(send));
-        ring_all_gather(self, recv, |i| blocks[i].clone(), 0, tag::ALLGATHER)
-    }
-
-    /// Rank `i` sends block `j` of its `send` to rank `j`, which stores it as block `i` of its
-    /// `recv`; blocks are `send.len() / size` elements.
-    pub fn all_to_all_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
-        let n = self.size() as usize;
-        if !send.len().is_multiple_of(n) || recv.len() != send.len() {
-            return Err(invalid(format!(
-                "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
-                send.len(),
-                recv.len()
-            )));
-        }
-        let each = std::mem::size_of_val(send) / n;
-        let (send, recv) = (bytes(send), bytes_mut(recv));
-        if each > 0 && all_to_all_at_once(n, each) {
-            let out = send.chunks(each).map(|b| b as &[u8]);
-            return linear_all_to_all(self, out, recv.chunks_mut(each).collect());
-        }
-        let block = |i: usize| i * each..(i + 1) * each;
-        pairwise_all_to_all(self, send, block, recv, block)
-    }
-
-    /// Rank `i` sends `send[send_displs[j]..][..send_counts[j]]` to rank `j`, which stores it at
-    /// `recv[recv_displs[i]..][..recv_counts[i]]`: every message posted at once for small blocks
-    /// or few ranks, else pairwise steps (see [`LINEAR_BYTES`]).
-    pub fn all_to_all_varcount_into<T: Pod>(
-        &self,
-        send: &[T],
-        send_counts: &[usize],
-        send_displs: &[usize],
-        recv: &mut [T],
-        recv_counts: &[usize],
-        recv_displs: &[usize],
-    ) -> Result<(), CommError> {
-        let n = self.size() as usize;
-        let r = self.rank() as usize;
-        let out = ranges::<T>(n, send_counts, send_displs, send.len(), "all_to_all (send)")?;
-        let inn = ranges::<T>(n, recv_counts, recv_displs, recv.len(), "all_to_all (recv)")?;
-        let (send, recv) = (bytes(send), bytes_mut(recv));
-        check_length(r as i32, out[r].len(), inn[r].len())?;
-        // Ranks may choose differently here (their counts differ): either way each pair
-        // exchanges one message each way, matched in order, so the two algorithms mix.
-        let widest = out.iter().chain(&inn).map(|b| b.len()).max().unwrap_or(0);
-        if all_to_all_at_once(n, widest) {
-            let outgoing = out.iter().map(|b| &send[b.clone()]);
-            return linear_all_to_all(self, outgoing, disjoint_mut(recv, &inn)?);
-        }
-        pairwise_all_to_all(self, send, |i| out[i].clone(), recv, |i| inn[i].clone())
-    }
+    Ok(())
 }
 
+/// Every rank's `send` (the same length everywhere) lands in every rank's `recv`, in rank
+/// order; `recv` holds `size × send.len()` elements.
+pub(crate) fn all_gather_into<T: Pod>(
+    comm: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<(), CommError> {
+    let n = comm.size() as usize;
+    let c = send.len();
+    if recv.len() != n * c {
+        return Err(invalid(format!(
+            "all_gather_into: {} receive elements for {n} ranks of {c}",
+            recv.len()
+        )));
+    }
+    let each = std::mem::size_of_val(send);
+    let (r, recv) = (comm.rank() as usize, bytes_mut(recv));
+    if n > 2 && each > 0 && each <= linear_bytes(comm) {
+        let parts = recv.chunks_mut(each).collect();
+        return linear_all_gather(comm, bytes(send), parts);
+    }
+    recv[r * each..][..each].copy_from_slice(bytes(send));
+    ring_all_gather(comm, recv, |i| i * each..(i + 1) * each, 0, tag::ALLGATHER)
+}
+
+/// Rank `i`'s `send` (`counts[i]` elements) lands at `recv[displs[i]..]` on every rank
+/// (a ring: each rank sends to the next, receives from the previous, n - 1 steps).
+pub(crate) fn all_gather_varcount_into<T: Pod>(
+    comm: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+    counts: &[usize],
+    displs: &[usize],
+) -> Result<(), CommError> {
+    let n = comm.size() as usize;
+    let r = comm.rank() as usize;
+    let blocks = ranges::<T>(n, counts, displs, recv.len(), "all_gather_varcount_into")?;
+    if send.len() != counts[r] {
+        return Err(invalid(format!(
+            "all_gather_varcount_into: {} elements to send, counts[{r}] is {}",
+            send.len(),
+            counts[r]
+        )));
+    }
+    let recv = bytes_mut(recv);
+    // Every rank has the same counts, so every rank picks the same algorithm.
+    let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
+    if n > 2 && widest <= linear_bytes(comm) {
+        let parts = disjoint_mut(recv, &blocks)?;
+        return linear_all_gather(comm, bytes(send), parts);
+    }
+    recv[blocks[r].clone()].copy_from_slice(bytes(send));
+    ring_all_gather(comm, recv, |i| blocks[i].clone(), 0, tag::ALLGATHER)
+}
+
+/// Rank `i` sends block `j` of its `send` to rank `j`, which stores it as block `i` of its
+/// `recv`; blocks are `send.len() / size` elements.
+pub(crate) fn all_to_all_into<T: Pod>(
+    comm: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<(), CommError> {
+    let n = comm.size() as usize;
+    if !send.len().is_multiple_of(n) || recv.len() != send.len() {
+        return Err(invalid(format!(
+            "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
+            send.len(),
+            recv.len()
+        )));
+    }
+    let each = std::mem::size_of_val(send) / n;
+    let (send, recv) = (bytes(send), bytes_mut(recv));
+    if each > 0 && all_to_all_at_once(comm, n, each) {
+        let out = send.chunks(each).map(|b| b as &[u8]);
+        return linear_all_to_all(comm, out, recv.chunks_mut(each).collect());
+    }
+    let block = |i: usize| i * each..(i + 1) * each;
+    pairwise_all_to_all(comm, send, block, recv, block)
+}
+
+/// Rank `i` sends `send[send_displs[j]..][..send_counts[j]]` to rank `j`, which stores it at
+/// `recv[recv_displs[i]..][..recv_counts[i]]`: every message posted at once for small blocks
+/// or few ranks, else pairwise steps (see [`LINEAR_BYTES`]).
+pub(crate) fn all_to_all_varcount_into<T: Pod>(
+    comm: &CommCore,
+    send: &[T],
+    send_counts: &[usize],
+    send_displs: &[usize],
+    recv: &mut [T],
+    recv_counts: &[usize],
+    recv_displs: &[usize],
+) -> Result<(), CommError> {
+    let n = comm.size() as usize;
+    let r = comm.rank() as usize;
+    let out = ranges::<T>(n, send_counts, send_displs, send.len(), "all_to_all (send)")?;
+    let inn = ranges::<T>(n, recv_counts, recv_displs, recv.len(), "all_to_all (recv)")?;
+    let (send, recv) = (bytes(send), bytes_mut(recv));
+    check_length(r as i32, out[r].len(), inn[r].len())?;
+    // Ranks may choose differently here (their counts differ): either way each pair
+    // exchanges one message each way, matched in order, so the two algorithms mix.
+    let widest = out.iter().chain(&inn).map(|b| b.len()).max().unwrap_or(0);
+    if all_to_all_at_once(comm, n, widest) {
+        let outgoing = out.iter().map(|b| &send[b.clone()]);
+        return linear_all_to_all(comm, outgoing, disjoint_mut(recv, &inn)?);
+    }
+    pairwise_all_to_all(comm, send, |i| out[i].clone(), recv, |i| inn[i].clone())
+}
 /// Whether an all-to-all whose largest block is `widest` bytes posts everything at once.
-fn all_to_all_at_once(n: usize, widest: usize) -> bool {
-    n > 2 && (widest <= linear_bytes() || n <= LINEAR_ALL_TO_ALL_RANKS)
+fn all_to_all_at_once(comm: &CommCore, n: usize, widest: usize) -> bool {
+    n > 2 && (widest <= linear_bytes(comm) || n <= LINEAR_ALL_TO_ALL_RANKS)
 }
 
 /// Pairwise exchange: at step k rank r sends its block for r + k (`out(r + k)` of `send`) and
 /// receives the block from r - k (into `inn(r - k)` of `recv`), so no rank is read by more than
 /// one other at a time. This rank's own block is copied; the caller checked it fits.
 fn pairwise_all_to_all(
-    world: &World,
+    comm: &CommCore,
     send: &[u8],
     out: impl Fn(usize) -> Range<usize>,
     recv: &mut [u8],
     inn: impl Fn(usize) -> Range<usize>,
 ) -> Result<(), CommError> {
-    let (n, r) = (world.size() as usize, world.rank() as usize);
+    let (n, r) = (comm.size() as usize, comm.rank() as usize);
     let mut first = 1;
     if n > 1 && out(r).len() >= OWN_WHILE_MOVING_FROM {
         // The first step copies this rank's own block while its messages move.
@@ -556,7 +581,7 @@ fn pairwise_all_to_all(
             parts.next().unwrap_or_default(),
         );
         exchange_all(
-            world,
+            comm,
             tag::ALLTOALL,
             [(source as i32, from)],
             [(dest as i32, &send[out(dest)])],
@@ -569,7 +594,7 @@ fn pairwise_all_to_all(
     for k in first..n {
         let (dest, source) = ((r + k) % n, (r + n - k) % n);
         let (data, into) = (&send[out(dest)], &mut recv[inn(source)]);
-        exchange(world, dest as i32, data, source as i32, into, tag::ALLTOALL)?;
+        exchange(comm, dest as i32, data, source as i32, into, tag::ALLTOALL)?;
     }
     Ok(())
 }
@@ -586,26 +611,26 @@ fn from_others(parts: Vec<&mut [u8]>, r: usize) -> impl Iterator<Item = (i32, &m
 /// All-gather by posting everything at once: `own` goes to every other rank, and `parts[i]`
 /// (one per rank) receives rank i's block; this rank's own part is copied locally.
 fn linear_all_gather(
-    world: &World,
+    comm: &CommCore,
     own: &[u8],
     mut parts: Vec<&mut [u8]>,
 ) -> Result<(), CommError> {
-    let (n, r) = (world.size() as usize, world.rank() as usize);
+    let (n, r) = (comm.size() as usize, comm.rank() as usize);
     check_length(r as i32, own.len(), parts[r].len())?;
     parts[r].copy_from_slice(own);
     let others = (1..n).map(|k| ((r + k) % n) as i32);
     let recvs = from_others(parts, r);
-    exchange_all(world, tag::ALLGATHER, recvs, others.map(|d| (d, own)), None)
+    exchange_all(comm, tag::ALLGATHER, recvs, others.map(|d| (d, own)), None)
 }
 
 /// All-to-all by posting everything at once: block `i` of `out` goes to rank `i`, and
 /// `parts[i]` receives rank `i`'s block for this rank.
 fn linear_all_to_all<'a>(
-    world: &World,
+    comm: &CommCore,
     out: impl Iterator<Item = &'a [u8]>,
     mut parts: Vec<&mut [u8]>,
 ) -> Result<(), CommError> {
-    let (n, r) = (world.size() as usize, world.rank() as usize);
+    let (n, r) = (comm.size() as usize, comm.rank() as usize);
     let out: Vec<&[u8]> = out.collect();
     check_length(r as i32, out[r].len(), parts[r].len())?;
     let mine = std::mem::take(&mut parts[r]);
@@ -615,20 +640,24 @@ fn linear_all_to_all<'a>(
         (d as i32, out[d])
     });
     let recvs = from_others(parts, r);
-    exchange_all(world, tag::ALLTOALL, recvs, sends, Some((mine, out[r])))
+    exchange_all(comm, tag::ALLTOALL, recvs, sends, Some((mine, out[r])))
 }
 
-impl Peer<'_> {
+impl AtRoot<'_> {
     /// Copies the root's (this peer's) `buf` into every rank's `buf`.
-    pub fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
-        let world = self.world();
-        let root = check_root(world, self.rank())?;
-        broadcast_bytes(world, root, bytes_mut(buf), tag::rooted(tag::BCAST, root))
+    pub(crate) fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
+        let comm = self.comm;
+        let root = check_root(comm, self.root)?;
+        broadcast_bytes(comm, root, bytes_mut(buf), tag::rooted(tag::BCAST, root))
     }
 
     /// On the root: gathers every rank's `send` into `recv` in rank order.
-    pub fn gather_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
-        let n = self.world().size() as usize;
+    pub(crate) fn gather_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+    ) -> Result<(), CommError> {
+        let n = self.comm.size() as usize;
         let c = send.len();
         if recv.len() != n * c {
             return Err(invalid(format!(
@@ -641,24 +670,24 @@ impl Peer<'_> {
     }
 
     /// On a rank other than the root: contributes `send` to a gather.
-    pub fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
-        let world = self.world();
-        let root = self.non_root(world, "gather_into")?;
-        self::send(world, root, tag::rooted(tag::GATHER, root), bytes(send))
+    pub(crate) fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+        let comm = self.comm;
+        let root = self.non_root(comm, "gather_into")?;
+        self::send(comm, root, tag::rooted(tag::GATHER, root), bytes(send))
     }
 
     /// On the root: rank `i`'s `send` lands at `recv[displs[i]..][..counts[i]]`.
-    pub fn gather_varcount_into_root<T: Pod>(
+    pub(crate) fn gather_varcount_into_root<T: Pod>(
         &self,
         send: &[T],
         recv: &mut [T],
         counts: &[usize],
         displs: &[usize],
     ) -> Result<(), CommError> {
-        let world = self.world();
-        let root = self.at_root(world, "gather_varcount_into_root")?;
+        let comm = self.comm;
+        let root = self.at_root(comm, "gather_varcount_into_root")?;
         let gather = tag::rooted(tag::GATHER, root);
-        let n = world.size() as usize;
+        let n = comm.size() as usize;
         let blocks = ranges::<T>(n, counts, displs, recv.len(), "gather_varcount_into_root")?;
         let recv = bytes_mut(recv);
         check_length(
@@ -671,20 +700,24 @@ impl Peer<'_> {
         // being read by many at once.
         for (i, b) in blocks.iter().enumerate() {
             if i != root as usize {
-                receive(world, i as i32, gather, &mut recv[b.clone()])?;
+                receive(comm, i as i32, gather, &mut recv[b.clone()])?;
             }
         }
         Ok(())
     }
 
     /// On a rank other than the root: contributes `send` to a variable-count gather.
-    pub fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+    pub(crate) fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
         self.gather_into(send)
     }
 
     /// On the root: block `i` of `send` (`recv.len()` elements each) goes to rank `i`.
-    pub fn scatter_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
-        let n = self.world().size() as usize;
+    pub(crate) fn scatter_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+    ) -> Result<(), CommError> {
+        let n = self.comm.size() as usize;
         let c = recv.len();
         if send.len() != n * c {
             return Err(invalid(format!(
@@ -697,67 +730,61 @@ impl Peer<'_> {
     }
 
     /// On a rank other than the root: receives this rank's block of a scatter.
-    pub fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
-        let world = self.world();
-        let root = self.non_root(world, "scatter_into")?;
-        receive(
-            world,
-            root,
-            tag::rooted(tag::SCATTER, root),
-            bytes_mut(recv),
-        )
+    pub(crate) fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+        let comm = self.comm;
+        let root = self.non_root(comm, "scatter_into")?;
+        receive(comm, root, tag::rooted(tag::SCATTER, root), bytes_mut(recv))
     }
 
     /// On the root: `send[displs[i]..][..counts[i]]` goes to rank `i`.
-    pub fn scatter_varcount_into_root<T: Pod>(
+    pub(crate) fn scatter_varcount_into_root<T: Pod>(
         &self,
         send: &[T],
         counts: &[usize],
         displs: &[usize],
         recv: &mut [T],
     ) -> Result<(), CommError> {
-        let world = self.world();
-        let root = self.at_root(world, "scatter_varcount_into_root")?;
+        let comm = self.comm;
+        let root = self.at_root(comm, "scatter_varcount_into_root")?;
         let scatter = tag::rooted(tag::SCATTER, root);
-        let n = world.size() as usize;
+        let n = comm.size() as usize;
         let blocks = ranges::<T>(n, counts, displs, send.len(), "scatter_varcount_into_root")?;
         let send = bytes(send);
         let own = blocks[root as usize].clone();
         check_length(root, own.len(), std::mem::size_of_val(recv))?;
         bytes_mut(recv).copy_from_slice(&send[own]);
-        scope(|scope| {
-            let mut sent = Vec::with_capacity(n);
-            for (i, b) in blocks.iter().enumerate() {
-                if i != root as usize {
-                    let id = world.post_send_reserved(i as i32, scatter, &send[b.clone()])?;
-                    sent.push(scope.register(world.clone(), id));
-                }
-            }
-            sent.into_iter().try_for_each(|s| s.wait().map(|_| ()))
-        })
+        let others = blocks
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != root as usize);
+        send_all(
+            comm,
+            scatter,
+            others.map(|(i, b)| (i as i32, &send[b.clone()])),
+        )
     }
 
     /// On a rank other than the root: receives this rank's block of a variable-count scatter.
-    pub fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+    pub(crate) fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
         self.scatter_into(recv)
     }
 
-    /// The root's rank, checked to be in the world and to be this rank.
-    fn at_root(&self, world: &World, what: &str) -> Result<i32, CommError> {
-        let root = check_root(world, self.rank())?;
-        if root != world.rank() {
+    /// The root's rank, checked to be in the comm and to be this rank.
+    fn at_root(&self, comm: &CommCore, what: &str) -> Result<i32, CommError> {
+        let root = check_root(comm, self.root)?;
+        if root != comm.rank() {
             return Err(invalid(format!(
                 "{what} is for the root (rank {root}); rank {} is not it",
-                world.rank()
+                comm.rank()
             )));
         }
         Ok(root)
     }
 
-    /// The root's rank, checked to be in the world and not to be this rank.
-    fn non_root(&self, world: &World, what: &str) -> Result<i32, CommError> {
-        let root = check_root(world, self.rank())?;
-        if root == world.rank() {
+    /// The root's rank, checked to be in the comm and not to be this rank.
+    fn non_root(&self, comm: &CommCore, what: &str) -> Result<i32, CommError> {
+        let root = check_root(comm, self.root)?;
+        if root == comm.rank() {
             return Err(invalid(format!(
                 "{what} is for ranks other than the root; rank {root} is the root"
             )));
@@ -768,12 +795,12 @@ impl Peer<'_> {
 
 /// Broadcast of bytes from `root`: a binomial tree, or for large buffers on more than two ranks
 /// a scatter from the root followed by a ring all-gather (van de Geijn).
-fn broadcast_bytes(world: &World, root: i32, buf: &mut [u8], tag: i32) -> Result<(), CommError> {
-    let n = world.size();
+fn broadcast_bytes(comm: &CommCore, root: i32, buf: &mut [u8], tag: i32) -> Result<(), CommError> {
+    let n = comm.size();
     if n == 1 {
         return Ok(());
     }
-    let r = world.rank();
+    let r = comm.rank();
     let vr = (r - root + n) % n;
     let abs = |v: i32| (v + root) % n;
     if buf.len() >= BCAST_SCATTER_BYTES && n > 2 {
@@ -784,27 +811,20 @@ fn broadcast_bytes(world: &World, root: i32, buf: &mut [u8], tag: i32) -> Result
             .map(|i| block(buf.len(), nu, (i + nu - root as usize) % nu))
             .collect();
         if vr == 0 {
-            scope(|scope| {
-                let mut sent = Vec::with_capacity(nu);
-                for v in 1..n {
-                    let b = block(buf.len(), nu, v as usize);
-                    let id = world.post_send_reserved(abs(v), tag, &buf[b])?;
-                    sent.push(scope.register(world.clone(), id));
-                }
-                sent.into_iter().try_for_each(|s| s.wait().map(|_| ()))
-            })?;
+            let parts = (1..n).map(|v| (abs(v), &buf[block(buf.len(), nu, v as usize)]));
+            send_all(comm, tag, parts)?;
         } else {
             let b = block(buf.len(), nu, vr as usize);
-            receive(world, root, tag, &mut buf[b])?;
+            receive(comm, root, tag, &mut buf[b])?;
         }
-        return ring_all_gather(world, buf, |i| blocks[i].clone(), 0, tag);
+        return ring_all_gather(comm, buf, |i| blocks[i].clone(), 0, tag);
     }
     let mut mask = 1;
     while mask < n {
         if vr & mask != 0 {
             // The root usually runs ahead: the message is often here already.
             let from = abs(vr - mask);
-            let status = world.receive_collective(from, tag, buf)?;
+            let status = comm.receive_collective(from, tag, buf)?;
             check_length(from, status.count_bytes(), buf.len())?;
             break;
         }
@@ -813,9 +833,299 @@ fn broadcast_bytes(world: &World, root: i32, buf: &mut [u8], tag: i32) -> Result
     mask >>= 1;
     while mask > 0 {
         if vr + mask < n {
-            send(world, abs(vr + mask), tag, buf)?;
+            send(comm, abs(vr + mask), tag, buf)?;
         }
         mask >>= 1;
     }
     Ok(())
+}
+
+/// A rooted collective seen from one rank: the communicator and the root's rank.
+pub(crate) struct AtRoot<'a> {
+    pub comm: &'a CommCore,
+    pub root: Rank,
+}
+
+/// Collectives of a whole communicator (rsmpi's `CommunicatorCollectives`). On an
+/// intercommunicator each group receives what the other group sent: MPI's intercommunicator
+/// forms.
+pub trait CommunicatorCollectives: Communicator {
+    /// Returns when every rank (of both groups, on an intercommunicator) has called it: log2(n)
+    /// rounds of empty messages, exchanged with rank r xor 2^k when n is a power of two
+    /// (recursive doubling), else sent to r + 2^k and received from r - 2^k (dissemination).
+    fn barrier(&self) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            inter::barrier(c)
+        } else {
+            barrier(c)
+        }
+    }
+
+    /// Every rank's `send` (the same length everywhere) lands in every rank's `recv`, in rank
+    /// order; `recv` holds `size × send.len()` elements (the remote group's, on an
+    /// intercommunicator).
+    fn all_gather_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            inter::all_gather_into(c, send, recv)
+        } else {
+            all_gather_into(c, send, recv)
+        }
+    }
+
+    /// Rank `i`'s `send` (`counts[i]` elements) lands at `recv[displs[i]..]` on every rank
+    /// (a ring: each rank sends to the next, receives from the previous, n - 1 steps).
+    fn all_gather_varcount_into<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            inter::all_gather_varcount_into(c, send, recv, counts, displs)
+        } else {
+            all_gather_varcount_into(c, send, recv, counts, displs)
+        }
+    }
+
+    /// Rank `i` sends block `j` of its `send` to rank `j`, which stores it as block `i` of its
+    /// `recv`; blocks are `send.len() / size` elements (`size` of the remote group, on an
+    /// intercommunicator).
+    fn all_to_all_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            inter::all_to_all_into(c, send, recv)
+        } else {
+            all_to_all_into(c, send, recv)
+        }
+    }
+
+    /// Rank `i` sends `send[send_displs[j]..][..send_counts[j]]` to rank `j`, which stores it at
+    /// `recv[recv_displs[i]..][..recv_counts[i]]`: every message posted at once for small blocks
+    /// or few ranks, else pairwise steps (see [`LINEAR_BYTES`]).
+    fn all_to_all_varcount_into<T: Pod>(
+        &self,
+        send: &[T],
+        send_counts: &[usize],
+        send_displs: &[usize],
+        recv: &mut [T],
+        recv_counts: &[usize],
+        recv_displs: &[usize],
+    ) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            inter::all_to_all_varcount_into(
+                c,
+                send,
+                send_counts,
+                send_displs,
+                recv,
+                recv_counts,
+                recv_displs,
+            )
+        } else {
+            all_to_all_varcount_into(
+                c,
+                send,
+                send_counts,
+                send_displs,
+                recv,
+                recv_counts,
+                recv_displs,
+            )
+        }
+    }
+
+    /// `recv = x0 op x1 op ... op x(n-1)` over every rank's `send`, on every rank (the same bits
+    /// everywhere); on an intercommunicator, over the remote group's ranks.
+    ///
+    /// Recursive doubling below [`reduce::ALLREDUCE_RING_BYTES`] or for a non-commutative
+    /// operation; above, a ring reduce-scatter and a ring all-gather, which move 2(n-1)/n of
+    /// the data per rank instead of log2(n) times all of it.
+    fn all_reduce_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            inter::all_reduce_into(c, send, recv, &op)
+        } else {
+            reduce::all_reduce_into(c, send, recv, op)
+        }
+    }
+}
+
+impl<C: Communicator + ?Sized> CommunicatorCollectives for C {}
+
+/// Rooted collectives, called on the root's [`Process`] (rsmpi's `Root`): every rank names the
+/// same root. On an intercommunicator the root names itself [`crate::topology::ROOT`], the rest
+/// of its group [`crate::topology::PROC_NULL`] (their calls do nothing), and the other group
+/// the root's rank in the root's group.
+pub trait Root {
+    /// Copies the root's `buf` into every rank's `buf`.
+    fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError>;
+
+    /// On the root: gathers every rank's `send` into `recv` in rank order (the remote group's,
+    /// on an intercommunicator, where `send` is not used).
+    fn gather_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError>;
+
+    /// On a rank other than the root: contributes `send` to a gather.
+    fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError>;
+
+    /// On the root: rank `i`'s `send` lands at `recv[displs[i]..][..counts[i]]`.
+    fn gather_varcount_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError>;
+
+    /// On a rank other than the root: contributes `send` to a variable-count gather.
+    fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError>;
+
+    /// On the root: block `i` of `send` (`recv.len()` elements each) goes to rank `i`.
+    fn scatter_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError>;
+
+    /// On a rank other than the root: receives this rank's block of a scatter.
+    fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError>;
+
+    /// On the root: `send[displs[i]..][..counts[i]]` goes to rank `i`.
+    fn scatter_varcount_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        counts: &[usize],
+        displs: &[usize],
+        recv: &mut [T],
+    ) -> Result<(), CommError>;
+
+    /// On a rank other than the root: receives this rank's block of a variable-count scatter.
+    fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError>;
+
+    /// On the root: `recv = x0 op x1 op ... op x(n-1)` over every rank's `send` (the remote
+    /// group's, on an intercommunicator, where `send` is not used).
+    fn reduce_into_root<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError>;
+
+    /// On a rank other than the root: contributes `send` to a reduction.
+    fn reduce_into<T: Pod, O: Operation<T>>(&self, send: &[T], op: O) -> Result<(), CommError>;
+}
+
+impl Root for Process<'_> {
+    fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::broadcast_into(side, buf),
+            None => self.at_root().broadcast_into(buf),
+        }
+    }
+
+    fn gather_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::gather_into(side, send, recv),
+            None => self.at_root().gather_into_root(send, recv),
+        }
+    }
+
+    fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::gather_into(side, send, &mut []),
+            None => self.at_root().gather_into(send),
+        }
+    }
+
+    fn gather_varcount_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        displs: &[usize],
+    ) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::gather_varcount_into_root(side, recv, counts, displs),
+            None => self
+                .at_root()
+                .gather_varcount_into_root(send, recv, counts, displs),
+        }
+    }
+
+    fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::gather_varcount_into(side, send),
+            None => self.at_root().gather_varcount_into(send),
+        }
+    }
+
+    fn scatter_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::scatter_into(side, send, recv),
+            None => self.at_root().scatter_into_root(send, recv),
+        }
+    }
+
+    fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::scatter_into(side, &[], recv),
+            None => self.at_root().scatter_into(recv),
+        }
+    }
+
+    fn scatter_varcount_into_root<T: Pod>(
+        &self,
+        send: &[T],
+        counts: &[usize],
+        displs: &[usize],
+        recv: &mut [T],
+    ) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::scatter_varcount_into_root(side, send, counts, displs),
+            None => self
+                .at_root()
+                .scatter_varcount_into_root(send, counts, displs, recv),
+        }
+    }
+
+    fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::scatter_varcount_into(side, recv),
+            None => self.at_root().scatter_varcount_into(recv),
+        }
+    }
+
+    fn reduce_into_root<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::reduce_into(side, send, recv, &op),
+            None => self.at_root().reduce_into_root(send, recv, op),
+        }
+    }
+
+    fn reduce_into<T: Pod, O: Operation<T>>(&self, send: &[T], op: O) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(side) => inter::reduce_into(side, send, &mut [], &op),
+            None => self.at_root().reduce_into(send, op),
+        }
+    }
+}
+
+impl<'a> Process<'a> {
+    /// This process as the root of an intracommunicator's rooted collective.
+    fn at_root(&self) -> AtRoot<'a> {
+        AtRoot {
+            comm: self.core(),
+            root: self.rank(),
+        }
+    }
 }

@@ -20,26 +20,18 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytemuck::Pod;
 
+use super::AtRoot;
 use super::{
     Operation, Slot, bytes, bytes_mut, exchange, invalid, receive, send, tag, with_scratch,
 };
-use crate::comm::{Combine, CommError, Mode, Peer, World};
+use crate::comm::{Combine, CommCore, CommError};
+use crate::transport::Mechanism;
 
-/// How a reduce step moves the peer's contribution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReduceStep {
-    /// A message, then the combination.
-    Copy,
-    /// A single-copy read of the whole contribution into a temporary buffer, then the
-    /// combination.
-    ReadThenReduce,
-    /// Single-copy reads of cache-sized chunks, each combined at once.
-    Fused,
-}
+pub use crate::config::ReduceStep;
 
 /// Bytes read per `process_vm_readv` call in a fused step, so that the chunk and the
 /// accumulator's part stay in a 1 MiB L2 (16 KiB to 512 KiB measured alike;
-/// `ONECOPY_REDUCE_CHUNK` overrides it).
+/// `ONECOPY_REDUCE_CHUNK` sets another).
 pub const FUSED_CHUNK_BYTES: usize = 64 << 10;
 
 /// All-reduces of at least this many bytes with a commutative operation use a ring
@@ -51,11 +43,12 @@ pub const ALLREDUCE_RING_BYTES: usize = 256 << 10;
 /// 3.4 µs against 4.0; 128 KiB: 6.8 against 7.9).
 pub const ALLREDUCE_RING_BYTES_TWO_RANKS: usize = 32 << 10;
 
-/// 0: not read yet; 1: automatic; 2 + step: forced.
+/// 0: as the configuration says; 1: automatic; 2 + step: forced by [`set_step`].
 static STEP: AtomicU8 = AtomicU8::new(0);
 
-/// Forces every reduce step of this process to `step` (`None`: choose by size), for
-/// measurements and tests. Every rank of a job must make the same choice.
+/// Forces every reduce step of this process to `step` (`None`: choose by size), over what
+/// `ONECOPY_REDUCE` says, for measurements and tests. Every rank of a job must make the same
+/// choice.
 pub fn set_step(step: Option<ReduceStep>) {
     STEP.store(encode(step), Ordering::Relaxed);
 }
@@ -69,19 +62,9 @@ fn encode(step: Option<ReduceStep>) -> u8 {
     }
 }
 
-fn forced() -> Option<ReduceStep> {
-    let mut v = STEP.load(Ordering::Relaxed);
-    if v == 0 {
-        let step = match std::env::var("ONECOPY_REDUCE").as_deref() {
-            Ok("copy") => Some(ReduceStep::Copy),
-            Ok("read") => Some(ReduceStep::ReadThenReduce),
-            Ok("fused") => Some(ReduceStep::Fused),
-            _ => None,
-        };
-        v = encode(step);
-        STEP.store(v, Ordering::Relaxed);
-    }
-    match v {
+fn forced(comm: &CommCore) -> Option<ReduceStep> {
+    match STEP.load(Ordering::Relaxed) {
+        0 => comm.rt.config.reduce_step,
         2 => Some(ReduceStep::Copy),
         3 => Some(ReduceStep::ReadThenReduce),
         4 => Some(ReduceStep::Fused),
@@ -89,29 +72,25 @@ fn forced() -> Option<ReduceStep> {
     }
 }
 
-fn chunk_bytes() -> usize {
-    std::env::var("ONECOPY_REDUCE_CHUNK")
-        .ok()
-        .and_then(|t| crate::tools::parse_number(&t).ok())
-        .filter(|&c| c >= 64)
-        .unwrap_or(FUSED_CHUNK_BYTES)
+fn chunk_bytes(comm: &CommCore) -> usize {
+    comm.rt.config.reduce_chunk_bytes
 }
 
 /// The step in this job: every rank computes the same.
-fn step_for(world: &World) -> ReduceStep {
-    if world.mode() == Mode::Shm {
+fn step_for(comm: &CommCore) -> ReduceStep {
+    if comm.mode() == Mechanism::ShmCopy {
         return ReduceStep::Copy;
     }
     // Measured on the reference machine (BENCHMARKS.md, "Fused read-reduce"): once early
     // messages reuse their buffers, the copy step is faster at every size from 16 KiB to 1 MiB
     // and level beyond, so it is the default; the single-copy steps stay available by name.
-    forced().unwrap_or(ReduceStep::Copy)
+    forced(comm).unwrap_or(ReduceStep::Copy)
 }
 
 /// Hands `data` to `parent`, which combines it into its accumulator; returns once `data` may
 /// be reused.
 fn give<T: Pod>(
-    world: &World,
+    comm: &CommCore,
     parent: i32,
     data: &[T],
     step: ReduceStep,
@@ -119,18 +98,13 @@ fn give<T: Pod>(
 ) -> Result<(), CommError> {
     let data = bytes(data);
     if step == ReduceStep::Copy {
-        return send(world, parent, tag::rooted(tag::REDUCE, root), data);
+        return send(comm, parent, tag::rooted(tag::REDUCE, root), data);
     }
     let lent = [data.as_ptr() as u64, data.len() as u64];
-    send(world, parent, tag::rooted(tag::REDUCE, root), bytes(&lent))?;
+    send(comm, parent, tag::rooted(tag::REDUCE, root), bytes(&lent))?;
     // `data` stays borrowed, untouched, until the parent says it has finished reading it.
     let mut done = [0u8; 1];
-    receive(
-        world,
-        parent,
-        tag::rooted(tag::REDUCE_DONE, root),
-        &mut done,
-    )?;
+    receive(comm, parent, tag::rooted(tag::REDUCE_DONE, root), &mut done)?;
     if done[0] != 0 {
         return Err(CommError::Mismatch {
             rank: parent,
@@ -197,7 +171,7 @@ unsafe fn fold_bytes<T: Pod, O: Operation<T>>(
 /// copying), so it is never stored whole. `send` is sent meanwhile (it must not overlap `acc`).
 /// Where the runtime's pieces are not whole elements, the part is received, then folded.
 fn fold_from<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     source: i32,
     acc: &mut [T],
     folding: &Folding<'_, O>,
@@ -210,25 +184,24 @@ fn fold_from<T: Pod, O: Operation<T>>(
     };
     let want = std::mem::size_of_val(acc);
     let elem = std::mem::size_of::<T>();
-    let Some(received) =
-        world.post_receive_combining(source, tag, bytes_mut(acc), elem, combine)?
+    let Some(received) = comm.post_receive_combining(source, tag, bytes_mut(acc), elem, combine)?
     else {
         return with_scratch(Slot::Incoming, acc.len(), |got: &mut [T]| {
             match send {
-                Some((dest, out)) => exchange(world, dest, out, source, bytes_mut(got), tag)?,
-                None => receive(world, source, tag, bytes_mut(got))?,
+                Some((dest, out)) => exchange(comm, dest, out, source, bytes_mut(got), tag)?,
+                None => receive(comm, source, tag, bytes_mut(got))?,
             }
             folding.apply(acc, got);
             Ok(())
         });
     };
     // Both requests are waited for before `acc` and `folding` go, also when one fails.
-    super::complete_exchange(world, received, source, want, send, tag)
+    super::complete_exchange(comm, received, source, want, send, tag)
 }
 
 /// `acc = acc op (child's contribution)`.
 fn take<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     child: i32,
     acc: &mut [T],
     op: &O,
@@ -241,7 +214,7 @@ fn take<T: Pod, O: Operation<T>>(
             incoming_left: false,
         };
         return fold_from(
-            world,
+            comm,
             child,
             acc,
             &folding,
@@ -251,7 +224,7 @@ fn take<T: Pod, O: Operation<T>>(
     }
     let mut lent = [0u64; 2];
     receive(
-        world,
+        comm,
         child,
         tag::rooted(tag::REDUCE, root),
         bytes_mut(&mut lent),
@@ -266,17 +239,17 @@ fn take<T: Pod, O: Operation<T>>(
             ),
         })
     } else {
-        pull(world, child, lent[0] as usize, acc, op, step)
+        pull(comm, child, lent[0] as usize, acc, op, step)
     };
     // The child waits for this whatever happened here, or it would never free its buffer.
     let done = [u8::from(result.is_err())];
-    send(world, child, tag::rooted(tag::REDUCE_DONE, root), &done)?;
+    send(comm, child, tag::rooted(tag::REDUCE_DONE, root), &done)?;
     result
 }
 
 /// Reads the child's `acc.len()` elements at `addr` and combines them into `acc`.
 fn pull<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     child: i32,
     addr: usize,
     acc: &mut [T],
@@ -285,11 +258,11 @@ fn pull<T: Pod, O: Operation<T>>(
 ) -> Result<(), CommError> {
     let size = std::mem::size_of::<T>().max(1);
     let per = match step {
-        ReduceStep::Fused => (chunk_bytes() / size).max(1),
+        ReduceStep::Fused => (chunk_bytes(comm) / size).max(1),
         _ => acc.len().max(1),
     };
     with_scratch(Slot::Incoming, per.min(acc.len()), |scratch: &mut [T]| {
-        let outcome = world.with_peer_process(child, |process| -> Result<(), CommError> {
+        let outcome = comm.with_peer_process(child, |process| -> Result<(), CommError> {
             let mut at = 0;
             for part in acc.chunks_mut(per) {
                 let got = &mut scratch[..part.len()];
@@ -311,24 +284,24 @@ fn pull<T: Pod, O: Operation<T>>(
 /// ends as `x0 op x1 op ... op x(n-1)`. `acc` is as long as `send`; ranks other than 0 pass
 /// `None` and use scratch memory when they have children.
 fn tree_reduce<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     send: &[T],
     acc: Option<&mut [T]>,
     op: &O,
     root: i32,
 ) -> Result<(), CommError> {
-    let (n, r) = (world.size(), world.rank());
-    let step = step_for(world);
+    let (n, r) = (comm.size(), comm.rank());
+    let step = step_for(comm);
     let has_children = r % 2 == 0 && r + 1 < n;
     let climb = |acc: &mut [T]| -> Result<(), CommError> {
         acc.copy_from_slice(send);
         let mut mask = 1;
         while mask < n {
             if r & mask != 0 {
-                return give(world, r - mask, acc, step, root);
+                return give(comm, r - mask, acc, step, root);
             }
             if r + mask < n {
-                take(world, r + mask, acc, op, step, root)?;
+                take(comm, r + mask, acc, op, step, root)?;
             }
             mask <<= 1;
         }
@@ -338,24 +311,24 @@ fn tree_reduce<T: Pod, O: Operation<T>>(
         Some(acc) => climb(acc),
         None if has_children => with_scratch(Slot::Accumulator, send.len(), climb),
         // A leaf lends its own buffer: nothing to combine into.
-        None => give(world, r & (r - 1), send, step, root),
+        None => give(comm, r & (r - 1), send, step, root),
     }
 }
 
-impl Peer<'_> {
+impl AtRoot<'_> {
     /// On the root: `recv = x0 op x1 op ... op x(n-1)` over every rank's `send`.
-    pub fn reduce_into_root<T: Pod, O: Operation<T>>(
+    pub(crate) fn reduce_into_root<T: Pod, O: Operation<T>>(
         &self,
         send: &[T],
         recv: &mut [T],
         op: O,
     ) -> Result<(), CommError> {
-        let world = self.world();
-        let root = self.checked_root(world)?;
-        if root != world.rank() {
+        let comm = self.comm;
+        let root = self.checked_root(comm)?;
+        if root != comm.rank() {
             return Err(invalid(format!(
                 "reduce_into_root is for the root (rank {root}); rank {} is not it",
-                world.rank()
+                comm.rank()
             )));
         }
         if recv.len() != send.len() {
@@ -366,12 +339,12 @@ impl Peer<'_> {
             )));
         }
         if root == 0 {
-            tree_reduce(world, send, Some(recv), &op, root)
+            tree_reduce(comm, send, Some(recv), &op, root)
         } else {
-            tree_reduce(world, send, None, &op, root)?;
+            tree_reduce(comm, send, None, &op, root)?;
             // The tree keeps rank order by ending on rank 0; the result then moves once.
             receive(
-                world,
+                comm,
                 0,
                 tag::rooted(tag::REDUCE_RESULT, root),
                 bytes_mut(recv),
@@ -380,103 +353,104 @@ impl Peer<'_> {
     }
 
     /// On a rank other than the root: contributes `send` to a reduction.
-    pub fn reduce_into<T: Pod, O: Operation<T>>(&self, send: &[T], op: O) -> Result<(), CommError> {
-        let world = self.world();
-        let root = self.checked_root(world)?;
-        if root == world.rank() {
+    pub(crate) fn reduce_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let comm = self.comm;
+        let root = self.checked_root(comm)?;
+        if root == comm.rank() {
             return Err(invalid(format!(
                 "reduce_into is for ranks other than the root; rank {root} is the root"
             )));
         }
-        if world.rank() == 0 {
+        if comm.rank() == 0 {
             with_scratch(Slot::Accumulator, send.len(), |acc: &mut [T]| {
-                tree_reduce(world, send, Some(acc), &op, root)?;
-                send_result(world, root, acc)
+                tree_reduce(comm, send, Some(acc), &op, root)?;
+                send_result(comm, root, acc)
             })
         } else {
-            tree_reduce(world, send, None, &op, root)
+            tree_reduce(comm, send, None, &op, root)
         }
     }
 
-    fn checked_root(&self, world: &World) -> Result<i32, CommError> {
-        super::check_root(world, self.rank())
+    fn checked_root(&self, comm: &CommCore) -> Result<i32, CommError> {
+        super::check_root(comm, self.root)
     }
 }
 
-fn send_result<T: Pod>(world: &World, root: i32, acc: &[T]) -> Result<(), CommError> {
+fn send_result<T: Pod>(comm: &CommCore, root: i32, acc: &[T]) -> Result<(), CommError> {
     send(
-        world,
+        comm,
         root,
         tag::rooted(tag::REDUCE_RESULT, root),
         bytes(acc),
     )
 }
 
-impl World {
-    /// `recv = x0 op x1 op ... op x(n-1)` over every rank's `send`, on every rank (the same bits
-    /// everywhere).
-    ///
-    /// Recursive doubling below [`ALLREDUCE_RING_BYTES`] or for a non-commutative operation;
-    /// above, a ring reduce-scatter and a ring all-gather, which move 2(n-1)/n of the data per
-    /// rank instead of log2(n) times all of it.
-    pub fn all_reduce_into<T: Pod, O: Operation<T>>(
-        &self,
-        send: &[T],
-        recv: &mut [T],
-        op: O,
-    ) -> Result<(), CommError> {
-        if recv.len() != send.len() {
-            return Err(invalid(format!(
-                "all_reduce_into: {} receive elements for {} sent",
-                recv.len(),
-                send.len()
-            )));
-        }
-        let n = self.size() as usize;
-        recv.copy_from_slice(send);
-        if n == 1 {
-            return Ok(());
-        }
-        let ring_from = if n == 2 {
-            ALLREDUCE_RING_BYTES_TWO_RANKS
-        } else {
-            ALLREDUCE_RING_BYTES
-        };
-        if std::mem::size_of_val(send) >= ring_from && op.is_commutative() && send.len() >= n {
-            ring_all_reduce(self, recv, &op)
-        } else {
-            recursive_doubling(self, recv, &op)
-        }
+/// `recv = x0 op x1 op ... op x(n-1)` over every rank's `send`, on every rank (the same bits
+/// everywhere).
+///
+/// Recursive doubling below [`ALLREDUCE_RING_BYTES`] or for a non-commutative operation;
+/// above, a ring reduce-scatter and a ring all-gather, which move 2(n-1)/n of the data per
+/// rank instead of log2(n) times all of it.
+pub(crate) fn all_reduce_into<T: Pod, O: Operation<T>>(
+    comm: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+    op: O,
+) -> Result<(), CommError> {
+    if recv.len() != send.len() {
+        return Err(invalid(format!(
+            "all_reduce_into: {} receive elements for {} sent",
+            recv.len(),
+            send.len()
+        )));
+    }
+    let n = comm.size() as usize;
+    recv.copy_from_slice(send);
+    if n == 1 {
+        return Ok(());
+    }
+    let ring_from = if n == 2 {
+        ALLREDUCE_RING_BYTES_TWO_RANKS
+    } else {
+        ALLREDUCE_RING_BYTES
+    };
+    if std::mem::size_of_val(send) >= ring_from && op.is_commutative() && send.len() >= n {
+        ring_all_reduce(comm, recv, &op)
+    } else {
+        recursive_doubling(comm, recv, &op)
     }
 }
-
 /// Recursive doubling; with n not a power of two, the first 2·(n - p) ranks pair up first
 /// (even into odd) so that p ranks remain, each holding a run of consecutive ranks.
 fn recursive_doubling<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     acc: &mut [T],
     op: &O,
 ) -> Result<(), CommError> {
     with_scratch(Slot::Incoming, acc.len(), |other: &mut [T]| {
-        doubling_rounds(world, acc, other, op)
+        doubling_rounds(comm, acc, other, op)
     })
 }
 
 fn doubling_rounds<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     acc: &mut [T],
     other: &mut [T],
     op: &O,
 ) -> Result<(), CommError> {
-    let (n, r) = (world.size(), world.rank());
+    let (n, r) = (comm.size(), comm.rank());
     let p = 1 << (31 - n.leading_zeros());
     let rem = n - p;
     let new_rank = if r < 2 * rem {
         if r % 2 == 0 {
-            send(world, r + 1, tag::ALLREDUCE, bytes(acc))?;
+            send(comm, r + 1, tag::ALLREDUCE, bytes(acc))?;
             None
         } else {
-            receive(world, r - 1, tag::ALLREDUCE, bytes_mut(other))?;
+            receive(comm, r - 1, tag::ALLREDUCE, bytes_mut(other))?;
             op.reduce_into_right(other, acc);
             Some(r / 2)
         }
@@ -493,7 +467,7 @@ fn doubling_rounds<T: Pod, O: Operation<T>>(
                 partner_new + rem
             };
             exchange(
-                world,
+                comm,
                 partner,
                 bytes(acc),
                 partner,
@@ -511,9 +485,9 @@ fn doubling_rounds<T: Pod, O: Operation<T>>(
     }
     if r < 2 * rem {
         if r % 2 == 1 {
-            send(world, r - 1, tag::ALLREDUCE, bytes(acc))?;
+            send(comm, r - 1, tag::ALLREDUCE, bytes(acc))?;
         } else {
-            receive(world, r + 1, tag::ALLREDUCE, bytes_mut(acc))?;
+            receive(comm, r + 1, tag::ALLREDUCE, bytes_mut(acc))?;
         }
     }
     Ok(())
@@ -522,27 +496,27 @@ fn doubling_rounds<T: Pod, O: Operation<T>>(
 /// Ring reduce-scatter (block b is combined along the ring starting after rank b, a fixed
 /// order) followed by a ring all-gather of the reduced blocks.
 fn ring_all_reduce<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     acc: &mut [T],
     op: &O,
 ) -> Result<(), CommError> {
-    let n = world.size() as usize;
+    let n = comm.size() as usize;
     let blocks: Vec<_> = (0..n).map(|i| super::block(acc.len(), n, i)).collect();
-    ring_reduce_scatter(world, acc, &blocks, op)?;
+    ring_reduce_scatter(comm, acc, &blocks, op)?;
     // Rank r now holds block r + 1 complete.
     let size = std::mem::size_of::<T>();
     let byte_block = |i: usize| blocks[i].start * size..blocks[i].end * size;
-    super::ring_all_gather(world, bytes_mut(acc), byte_block, 1, tag::ALLREDUCE)
+    super::ring_all_gather(comm, bytes_mut(acc), byte_block, 1, tag::ALLREDUCE)
 }
 
 fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
-    world: &World,
+    comm: &CommCore,
     acc: &mut [T],
     blocks: &[std::ops::Range<usize>],
     op: &O,
 ) -> Result<(), CommError> {
-    let n = world.size() as usize;
-    let r = world.rank() as usize;
+    let n = comm.size() as usize;
+    let r = comm.rank() as usize;
     let next = ((r + 1) % n) as i32;
     let prev = ((r + n - 1) % n) as i32;
     let folding = Folding {
@@ -564,14 +538,7 @@ fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
         } else {
             bytemuck::cast_slice_mut(inn)
         };
-        fold_from(
-            world,
-            prev,
-            inn,
-            &folding,
-            Some((next, out)),
-            tag::ALLREDUCE,
-        )?;
+        fold_from(comm, prev, inn, &folding, Some((next, out)), tag::ALLREDUCE)?;
     }
     Ok(())
 }

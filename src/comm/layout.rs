@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! header page   magic, version, ranks, the sizes below
-//! rank blocks   per rank: pid, probe word address, CMA verdict, doorbell
+//! rank blocks   per rank: pid, probe word address and descriptor, access verdict, doorbell
 //! rings         per ordered pair (from, to): reader's head counter, then `ring_cells` 64-byte cells
 //! eager         per ordered pair: `eager_slots` state words, then the slots
 //! cursors       per ordered pair: `CURSORS` chunk cursors for split rendezvous
@@ -20,7 +20,7 @@ use crate::shm::{Doorbell, Segment};
 /// "ONECOPY1" in ASCII.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"ONECOPY1");
 /// Bumped whenever the layout changes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Bytes per ring cell (one cache line).
 pub(crate) const CELL: usize = 64;
 /// Split-rendezvous cursors per ordered pair: the most large sends in flight to one peer.
@@ -47,8 +47,11 @@ pub(crate) struct RankBlock {
     pub pid: AtomicI32,
     /// Address (in that rank) of a word others read to probe CMA.
     pub probe_addr: AtomicU64,
-    /// 0 not yet known, 1 this rank can read every peer, 2 it cannot.
+    /// 0 not yet known, 1 this rank can reach every peer by the job's mechanism, 2 it cannot.
     pub cma_verdict: AtomicU32,
+    /// A descriptor number of this rank's that peers may take with `pidfd_getfd`, to test
+    /// whether the job's `vmsplice` pipes will reach them (-1: none).
+    pub probe_fd: AtomicI32,
     /// Rung by anyone who gives this rank something to do while it may sleep.
     pub bell: Doorbell,
 }
@@ -82,36 +85,24 @@ pub struct Layout {
     pub eager_slot_bytes: usize,
 }
 
-fn env_number(var: &str, default: usize, min: usize, max: usize) -> Result<usize, CommError> {
-    match std::env::var(var) {
-        Err(_) => Ok(default),
-        Ok(text) => crate::tools::parse_number(&text)
-            .ok()
-            .filter(|v| (min..=max).contains(v))
-            .ok_or_else(|| {
-                CommError::Config(format!(
-                    "{var}={text}: must be a number from {min} to {max}"
-                ))
-            }),
-    }
-}
-
 impl Layout {
-    /// The sizes for `ranks` ranks: defaults, or `ONECOPY_RING_CELLS`, `ONECOPY_EAGER_SLOTS` and
-    /// `ONECOPY_EAGER_SLOT_BYTES`.
-    pub fn from_env(ranks: usize) -> Result<Layout, CommError> {
+    /// The sizes for `ranks` ranks with the ring and slot sizes of `config`.
+    pub fn new(ranks: usize, config: &crate::config::Config) -> Result<Layout, CommError> {
         if ranks == 0 || ranks > MAX_RANKS {
             return Err(CommError::Config(format!(
                 "a job has 1 to {MAX_RANKS} ranks, not {ranks}"
             )));
         }
-        Ok(Layout {
+        let layout = Layout {
             ranks,
-            ring_cells: env_number("ONECOPY_RING_CELLS", 1024, 64, 1 << 20)?,
-            eager_slots: env_number("ONECOPY_EAGER_SLOTS", 4, 1, 1024)?,
-            eager_slot_bytes: env_number("ONECOPY_EAGER_SLOT_BYTES", 64 << 10, 4096, 16 << 20)?
-                .next_multiple_of(CELL),
-        })
+            ring_cells: config.ring_cells,
+            eager_slots: config.eager_slots,
+            eager_slot_bytes: config.eager_slot_bytes.next_multiple_of(CELL),
+        };
+        layout.checked_bytes().ok_or_else(|| {
+            CommError::Config(format!("a segment for {layout:?} would not fit in memory"))
+        })?;
+        Ok(layout)
     }
 
     fn pairs(&self) -> usize {
@@ -159,8 +150,36 @@ impl Layout {
         self.cursors_offset() + self.pairs() * Self::cursors_bytes()
     }
 
+    /// [`Layout::bytes`] computed with checked arithmetic: `None` if any size or offset would
+    /// overflow. Every layout used is first checked with this, so the unchecked forms above
+    /// cannot overflow for it (a header written by another process included).
+    fn checked_bytes(&self) -> Option<usize> {
+        let page = |x: usize| x.checked_next_multiple_of(4096);
+        let pairs = self.ranks.checked_mul(self.ranks)?;
+        let ring = self
+            .ring_cells
+            .checked_mul(CELL)?
+            .checked_add(std::mem::size_of::<RingControl>())?;
+        let eager = self
+            .eager_slots
+            .checked_mul(4)?
+            .checked_next_multiple_of(CELL)?
+            .checked_add(self.eager_slots.checked_mul(self.eager_slot_bytes)?)?;
+        let ranks = self.ranks.checked_mul(Self::rank_block_bytes())?;
+        let rings = page(self.header_bytes().checked_add(ranks)?)?;
+        let eagers = page(rings.checked_add(pairs.checked_mul(ring)?)?)?;
+        let cursors = page(eagers.checked_add(pairs.checked_mul(eager)?)?)?;
+        let total = cursors.checked_add(pairs.checked_mul(Self::cursors_bytes())?)?;
+        // Offsets are added to the mapping's address: keep clear of the address space's end.
+        (total <= isize::MAX as usize).then_some(total)
+    }
+
+    #[inline]
     fn pair(&self, from: usize, to: usize) -> usize {
-        debug_assert!(from < self.ranks && to < self.ranks);
+        assert!(
+            from < self.ranks && to < self.ranks,
+            "pair ({from}, {to}) outside the job"
+        );
         from * self.ranks + to
     }
 }
@@ -175,7 +194,10 @@ pub(crate) struct World {
 impl World {
     /// Writes a fresh header into a zeroed segment.
     pub fn init(segment: &Segment, layout: &Layout) -> Result<(), CommError> {
-        if segment.len() < layout.bytes() {
+        if layout
+            .checked_bytes()
+            .is_none_or(|need| segment.len() < need)
+        {
             return Err(CommError::Config(format!(
                 "segment of {} bytes is smaller than the {} the layout needs",
                 segment.len(),
@@ -223,12 +245,17 @@ impl World {
             eager_slot_bytes: header.eager_slot_bytes.load(Ordering::Relaxed) as usize,
         };
         let sane = layout.ranks == ranks
-            && layout.ring_cells >= 64
+            && layout.ranks >= 1
+            && layout.ranks <= MAX_RANKS
+            && (64..=1 << 20).contains(&layout.ring_cells)
             && layout.eager_slots >= 1
             && layout.eager_slot_bytes >= CELL
-            && layout.eager_slot_bytes.is_multiple_of(CELL)
-            && layout.ranks <= MAX_RANKS;
-        if !sane || segment.len() < layout.bytes() {
+            && layout.eager_slot_bytes.is_multiple_of(CELL);
+        if !sane
+            || layout
+                .checked_bytes()
+                .is_none_or(|need| segment.len() < need)
+        {
             return Err(CommError::Config(format!(
                 "the job's segment header is inconsistent ({layout:?}, {} bytes, {ranks} ranks expected)",
                 segment.len()
@@ -237,21 +264,30 @@ impl World {
         Ok(World { segment, layout })
     }
 
+    #[inline]
     fn at<T>(&self, offset: usize) -> &T {
-        debug_assert!(offset + std::mem::size_of::<T>() <= self.segment.len());
-        debug_assert!(offset.is_multiple_of(std::mem::align_of::<T>()));
+        assert!(
+            offset
+                .checked_add(std::mem::size_of::<T>())
+                .is_some_and(|end| end <= self.segment.len())
+                && offset.is_multiple_of(std::mem::align_of::<T>()),
+            "offset {offset} outside the segment"
+        );
         // SAFETY: every offset passed here comes from `Layout`, which the segment's length was
         // checked against in `open`/`init`; the types placed there are atomics only, valid when
         // zeroed, and aligned (offsets are multiples of 64 or of their size).
         unsafe { &*(self.segment.as_ptr().add(offset) as *const T) }
     }
 
+    #[inline]
     pub fn rank(&self, r: usize) -> &RankBlock {
         let l = &self.layout;
+        assert!(r < l.ranks, "rank {r} outside the job of {}", l.ranks);
         self.at::<CachePadded<RankBlock>>(l.ranks_offset() + r * Layout::rank_block_bytes())
     }
 
     /// The control words and the first cell of the ring carrying messages `from` → `to`.
+    #[inline]
     pub fn ring(&self, from: usize, to: usize) -> (&RingControl, *mut u8) {
         let l = &self.layout;
         let off = l.rings_offset() + l.pair(from, to) * l.ring_bytes();
@@ -266,9 +302,10 @@ impl World {
     }
 
     /// Eager slot `i`'s state word (0 free, 1 full) and its bytes, for messages `from` → `to`.
+    #[inline]
     pub fn eager_slot(&self, from: usize, to: usize, i: usize) -> (&AtomicU32, usize) {
         let l = &self.layout;
-        debug_assert!(i < l.eager_slots);
+        assert!(i < l.eager_slots, "eager slot {i} of {}", l.eager_slots);
         let off = l.eager_offset() + l.pair(from, to) * l.eager_bytes();
         let state = self.at::<AtomicU32>(off + 4 * i);
         let data = off + (l.eager_slots * 4).next_multiple_of(CELL) + i * l.eager_slot_bytes;
@@ -276,6 +313,7 @@ impl World {
     }
 
     /// Split-rendezvous cursor `i` for sends `from` → `to`.
+    #[inline]
     pub fn cursor(&self, from: usize, to: usize, i: usize) -> &Cursor {
         let l = &self.layout;
         let off = l.cursors_offset() + l.pair(from, to) * Layout::cursors_bytes();

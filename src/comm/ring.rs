@@ -1,8 +1,9 @@
 //! A single-producer, single-consumer ring of variable-length records, one per ordered pair of
 //! ranks.
 //!
-//! A record starts on a 64-byte cell with four 32-bit words — `seq`, `kind | cells << 8`, `tag`,
-//! `len` — followed by its payload, and covers whole cells. The writer writes everything else,
+//! A record starts on a 64-byte cell with six 32-bit words — `seq`, `kind | cells << 8`, `tag`,
+//! `len`, `context` (the communicator it belongs to) and `sync` (a synchronous send's
+//! acknowledgement id, or 0) — followed by its payload, and covers whole cells. The writer writes everything else,
 //! then `seq` with Release; the reader polls the `seq` word of the cell at its head with Acquire,
 //! so a small message costs one cache line moving from writer to reader (the head counter is
 //! read by the writer only when its cached copy says the ring is full). A record never wraps: the
@@ -22,7 +23,9 @@ use std::sync::atomic::Ordering;
 /// Bytes per cell.
 pub(crate) const CELL: usize = 64;
 /// Header bytes at the start of a record.
-pub(crate) const HEADER: usize = 16;
+pub(crate) const HEADER: usize = 24;
+/// Header words at the start of a record.
+pub(crate) const WORDS: usize = HEADER / 4;
 /// Record kind of padding at the end of the ring.
 pub(crate) const PAD: u8 = 0xFF;
 
@@ -30,7 +33,7 @@ pub(crate) const PAD: u8 = 0xFF;
 pub(crate) trait Cells {
     /// Cells in the ring.
     fn capacity(&self) -> usize;
-    /// Loads header word `w` (0..4) of `cell`.
+    /// Loads header word `w` (0..[`WORDS`]) of `cell`.
     fn load(&self, cell: usize, w: usize, order: Ordering) -> u32;
     /// Stores header word `w` of `cell`.
     fn store(&self, cell: usize, w: usize, v: u32, order: Ordering);
@@ -94,15 +97,9 @@ impl Writer {
         if self.full { cap / 8 } else { 0 }
     }
 
-    /// Appends a record whose payload is the concatenation of `parts`; false if the ring is full.
-    pub fn try_push<C: Cells>(
-        &mut self,
-        c: &C,
-        kind: u8,
-        tag: i32,
-        len: u32,
-        parts: &[&[u8]],
-    ) -> bool {
+    /// Appends a record with header `head` whose payload is the concatenation of `parts`; false
+    /// if the ring is full.
+    pub fn try_push<C: Cells>(&mut self, c: &C, head: Head, parts: &[&[u8]]) -> bool {
         let cap = c.capacity() as u64;
         let bytes: usize = parts.iter().map(|p| p.len()).sum();
         let need = cells_for(bytes) as u64;
@@ -121,7 +118,11 @@ impl Writer {
         }
         self.full = false;
         if pad > 0 {
-            self.publish(c, (self.tail % cap) as usize, PAD, pad as usize, 0, 0);
+            let padding = Head {
+                kind: PAD,
+                ..Head::default()
+            };
+            self.publish(c, (self.tail % cap) as usize, padding, pad as usize);
             self.tail += pad;
         }
         let pos = (self.tail % cap) as usize;
@@ -132,16 +133,23 @@ impl Writer {
             unsafe { c.write(pos, offset, part) };
             offset += part.len();
         }
-        self.publish(c, pos, kind, need as usize, tag, len);
+        self.publish(c, pos, head, need as usize);
         self.tail += need;
         true
     }
 
-    fn publish<C: Cells>(&mut self, c: &C, pos: usize, kind: u8, cells: usize, tag: i32, len: u32) {
+    fn publish<C: Cells>(&mut self, c: &C, pos: usize, head: Head, cells: usize) {
         self.seq = next_seq(self.seq);
-        c.store(pos, 1, kind as u32 | (cells as u32) << 8, Ordering::Relaxed);
-        c.store(pos, 2, tag as u32, Ordering::Relaxed);
-        c.store(pos, 3, len, Ordering::Relaxed);
+        c.store(
+            pos,
+            1,
+            head.kind as u32 | (cells as u32) << 8,
+            Ordering::Relaxed,
+        );
+        c.store(pos, 2, head.tag as u32, Ordering::Relaxed);
+        c.store(pos, 3, head.len, Ordering::Relaxed);
+        c.store(pos, 4, head.context, Ordering::Relaxed);
+        c.store(pos, 5, head.sync, Ordering::Relaxed);
         // Release: the payload and the words above are visible to a reader that sees `seq`
         // (its Acquire load in `Reader::peek`).
         c.store(pos, 0, self.seq, Ordering::Release);
@@ -156,12 +164,38 @@ fn next_seq(seq: u32) -> u32 {
     }
 }
 
+/// The header words a writer gives a record (the ring adds `seq` and the cell count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub kind: u8,
+    pub tag: i32,
+    pub len: u32,
+    /// The communicator context the record belongs to.
+    pub context: u32,
+    /// A synchronous send's acknowledgement id; 0 for none.
+    pub sync: u32,
+}
+
+impl Head {
+    /// A header of `kind` with `tag` and `len`, in context 0 and without acknowledgement.
+    pub fn new(kind: u8, tag: i32, len: u32) -> Head {
+        Head {
+            kind,
+            tag,
+            len,
+            ..Head::default()
+        }
+    }
+}
+
 /// A published record, as seen by the reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Record {
     pub kind: u8,
     pub tag: i32,
     pub len: u32,
+    pub context: u32,
+    pub sync: u32,
     /// First cell.
     pub pos: usize,
     /// Cells covered.
@@ -213,6 +247,8 @@ impl Reader {
                 kind,
                 tag: c.load(pos, 2, Ordering::Relaxed) as i32,
                 len: c.load(pos, 3, Ordering::Relaxed),
+                context: c.load(pos, 4, Ordering::Relaxed),
+                sync: c.load(pos, 5, Ordering::Relaxed),
                 pos,
                 cells,
             };
@@ -273,7 +309,7 @@ pub(crate) struct ShmRing<'w> {
 
 impl ShmRing<'_> {
     fn word(&self, cell: usize, w: usize) -> &std::sync::atomic::AtomicU32 {
-        assert!(cell < self.capacity && w < 4);
+        assert!(cell < self.capacity && w < WORDS);
         // SAFETY: `cells` points at `capacity` cells of the mapped segment (see `World::ring`);
         // the word is 4-byte aligned (cells are 64-byte aligned) and only accessed atomically.
         unsafe { &*(self.cells.add(cell * CELL + 4 * w) as *const std::sync::atomic::AtomicU32) }
@@ -329,7 +365,7 @@ mod tests {
     impl Mem {
         fn new(cap: usize) -> Mem {
             Mem {
-                words: (0..cap * 4).map(|_| AtomicU32::new(0)).collect(),
+                words: (0..cap * WORDS).map(|_| AtomicU32::new(0)).collect(),
                 bytes: RefCell::new(vec![0; cap * CELL]),
                 head: AtomicU64::new(0),
                 cap,
@@ -342,10 +378,10 @@ mod tests {
             self.cap
         }
         fn load(&self, cell: usize, w: usize, o: Ordering) -> u32 {
-            self.words[cell * 4 + w].load(o)
+            self.words[cell * WORDS + w].load(o)
         }
         fn store(&self, cell: usize, w: usize, v: u32, o: Ordering) {
-            self.words[cell * 4 + w].store(v, o)
+            self.words[cell * WORDS + w].store(v, o)
         }
         unsafe fn write(&self, cell: usize, offset: usize, src: &[u8]) {
             let s = cell * CELL + HEADER + offset;
@@ -372,9 +408,7 @@ mod tests {
             let payload: Vec<u8> = (0..n).map(|i| (i as u32 ^ round) as u8).collect();
             assert!(w.try_push(
                 &m,
-                1,
-                round as i32,
-                n as u32,
+                Head::new(1, round as i32, n as u32),
                 &[&payload[..n / 2], &payload[n / 2..]]
             ));
             let rec = r.peek(&m).unwrap().expect("published");
@@ -388,7 +422,7 @@ mod tests {
         }
         // Fill until full, then drain.
         let mut pushed = 0;
-        while w.try_push(&m, 2, 0, 0, &[&[0u8; 40]]) {
+        while w.try_push(&m, Head::new(2, 0, 0), &[&[0u8; 40]]) {
             pushed += 1;
         }
         assert!(pushed > 0 && pushed <= 16);
@@ -396,7 +430,7 @@ mod tests {
             let rec = r.peek(&m).unwrap().expect("queued");
             r.consume(&m, &rec);
         }
-        assert!(w.try_push(&m, 2, 0, 0, &[&[0u8; 40]]));
+        assert!(w.try_push(&m, Head::new(2, 0, 0), &[&[0u8; 40]]));
     }
 
     #[test]
@@ -404,7 +438,7 @@ mod tests {
         let m = Mem::new(64);
         let (mut w, mut r) = (Writer::default(), Reader::default());
         let mut pushed = 0;
-        while w.try_push(&m, 1, pushed, 0, &[]) {
+        while w.try_push(&m, Head::new(1, pushed, 0), &[]) {
             pushed += 1;
         }
         assert_eq!(pushed, 64);
@@ -417,18 +451,18 @@ mod tests {
         // One free cell would do for the record, but not after a full ring: 1 + 8 are needed.
         take(&mut r, 8);
         assert!(!w.has_room(&m, 0));
-        assert!(!w.try_push(&m, 1, 64, 0, &[]));
+        assert!(!w.try_push(&m, Head::new(1, 64, 0), &[]));
         take(&mut r, 1);
         assert!(w.has_room(&m, 0));
-        assert!(w.try_push(&m, 1, 64, 0, &[]));
+        assert!(w.try_push(&m, Head::new(1, 64, 0), &[]));
         // Then one at a time again, down to the last cell.
         for tag in 65..73 {
-            assert!(w.try_push(&m, 1, tag, 0, &[]), "record {tag}");
+            assert!(w.try_push(&m, Head::new(1, tag, 0), &[]), "record {tag}");
         }
-        assert!(!w.try_push(&m, 1, 73, 0, &[]));
+        assert!(!w.try_push(&m, Head::new(1, 73, 0), &[]));
         // A ring drained by its reader always has the room.
         take(&mut r, 64);
-        assert!(w.try_push(&m, 1, 73, 0, &[]));
+        assert!(w.try_push(&m, Head::new(1, 73, 0), &[]));
     }
 
     #[test]
@@ -468,25 +502,26 @@ mod tests {
             let rec = r.peek(&ring).unwrap().expect("published");
             r.consume(&ring, &rec);
         };
-        // Lap 1: a two-cell record whose payload bytes 48..52 land on cell 1's `seq` word and
-        // hold 9, the number the reader will wait for when cell 1 is its head on lap 2.
+        // Lap 1: a two-cell record whose payload bytes land on cell 1's `seq` word and hold 9,
+        // the number the reader will wait for when cell 1 is its head on lap 2.
         let mut payload = [0u8; 60];
-        payload[48..52].copy_from_slice(&9u32.to_le_bytes());
-        assert!(w.try_push(&ring, 1, 0, 60, &[&payload]));
+        let at = CELL - HEADER;
+        payload[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
+        assert!(w.try_push(&ring, Head::new(1, 0, 60), &[&payload]));
         consume_next(&mut r);
         for _ in 2..8 {
-            assert!(w.try_push(&ring, 1, 0, 0, &[]));
+            assert!(w.try_push(&ring, Head::new(1, 0, 0), &[]));
             consume_next(&mut r);
         }
         // Lap 2: record 8 in cell 0; cell 1 is the head and nothing is published there yet.
-        assert!(w.try_push(&ring, 1, 0, 0, &[]));
+        assert!(w.try_push(&ring, Head::new(1, 0, 0), &[]));
         consume_next(&mut r);
         assert_eq!(
             r.peek(&ring).unwrap(),
             None,
             "stale payload read as record 9"
         );
-        assert!(w.try_push(&ring, 2, 7, 0, &[]));
+        assert!(w.try_push(&ring, Head::new(2, 7, 0), &[]));
         let rec = r.peek(&ring).unwrap().expect("record 9");
         assert_eq!((rec.kind, rec.tag, rec.pos), (2, 7, 1));
     }
@@ -503,7 +538,7 @@ mod tests {
             ..Reader::default()
         };
         for i in 0..10 {
-            assert!(w.try_push(&m, 1, i, 0, &[]));
+            assert!(w.try_push(&m, Head::new(1, i, 0), &[]));
             let rec = r.peek(&m).unwrap().expect("published");
             assert_eq!(rec.tag, i);
             r.consume(&m, &rec);
@@ -575,7 +610,7 @@ mod tests {
             let (mut w, mut r) = (Writer::default(), Reader::default());
             for (i, &n) in sizes.iter().enumerate() {
                 let payload: Vec<u8> = (0..n).map(|b| (b ^ i) as u8).collect();
-                prop_assert!(w.try_push(&m, 1, i as i32, n as u32, &[&payload]));
+                prop_assert!(w.try_push(&m, Head::new(1, i as i32, n as u32), &[&payload]));
                 if i == hit {
                     m.store(cell, word, value, Ordering::Relaxed);
                     drain_checked(&m, &mut r, 4)?;
@@ -612,10 +647,10 @@ mod loom_tests {
             self.cap
         }
         fn load(&self, cell: usize, w: usize, o: Ordering) -> u32 {
-            self.words[cell * 4 + w].load(o)
+            self.words[cell * WORDS + w].load(o)
         }
         fn store(&self, cell: usize, w: usize, v: u32, o: Ordering) {
-            self.words[cell * 4 + w].store(v, o)
+            self.words[cell * WORDS + w].store(v, o)
         }
         unsafe fn write(&self, cell: usize, offset: usize, src: &[u8]) {
             for (i, &b) in src.iter().enumerate() {
@@ -640,7 +675,7 @@ mod loom_tests {
         loom::model(|| {
             let cap = 2;
             let m = Arc::new(Mem {
-                words: (0..cap * 4).map(|_| AtomicU32::new(0)).collect(),
+                words: (0..cap * WORDS).map(|_| AtomicU32::new(0)).collect(),
                 data: (0..cap * CELL).map(|_| AtomicU32::new(0)).collect(),
                 head: AtomicU64::new(0),
                 cap,
@@ -651,7 +686,7 @@ mod loom_tests {
                     let mut w = Writer::default();
                     let mut sent = 0u8;
                     while sent < 3 {
-                        if w.try_push(&*m, 1, sent as i32, 2, &[&[sent, sent ^ 0x55]]) {
+                        if w.try_push(&*m, Head::new(1, sent as i32, 2), &[&[sent, sent ^ 0x55]]) {
                             sent += 1;
                         } else {
                             loom::thread::yield_now();

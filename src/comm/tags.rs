@@ -1,9 +1,9 @@
-//! The tags collectives use. They are negative, so a user's receive (tags are 0 or more, and a
-//! receive for any tag takes only those) never takes a collective's message.
+//! The tags of collectives' messages. They travel in each communicator's collective context, so
+//! no point-to-point receive ever takes them; the tag names the collective (and its root).
 //!
-//! A collective with a root carries the root in its tag. The runtime treats a receive with one
-//! of these tags strictly: the next collective message from that peer must carry the same tag,
-//! or the receive fails with [`CommError::Mismatch`](super::CommError::Mismatch) naming both.
+//! The runtime treats a receive in a collective context strictly: the next message of that
+//! context from that peer must carry the receive's tag, or the receive fails with
+//! [`CommError::Mismatch`](super::CommError::Mismatch) naming both.
 //! Ranks that disagree on which collective they are in, or on its root, then get an error as soon
 //! as a message of the other crosses their path, instead of waiting for one that never comes or
 //! taking it for their own.
@@ -26,6 +26,8 @@ pub const GATHER: i32 = -8;
 pub const SCATTER: i32 = -9;
 pub const ALLGATHER: i32 = -10;
 pub const ALLTOALL: i32 = -11;
+/// The messages that make a new communicator (its members, its id).
+pub const AGREE: i32 = -12;
 
 /// Every tag a collective may use.
 pub const RESERVED: Range<i32> = (-1 - KINDS * (MAX_RANKS as i32 + 1))..-1;
@@ -33,11 +35,6 @@ pub const RESERVED: Range<i32> = (-1 - KINDS * (MAX_RANKS as i32 + 1))..-1;
 /// The tag of collective `kind` with root `root`.
 pub fn rooted(kind: i32, root: i32) -> i32 {
     kind - KINDS * root
-}
-
-/// Whether `tag` is one of the collectives' tags (as a receive's wanted tag: `ANY` is not).
-pub fn is_reserved(tag: i64) -> bool {
-    tag < -1
 }
 
 /// What a collective tag stands for, for error messages: "a broadcast from root 3".
@@ -56,6 +53,7 @@ pub fn describe(tag: i32) -> String {
         SCATTER => "a scatter",
         ALLGATHER => "an all-gather",
         ALLTOALL => "an all-to-all",
+        AGREE => "the making of a communicator",
         _ => return format!("collective tag {tag}"),
     };
     match kind {

@@ -1,6 +1,10 @@
-//! The payloads of control records, as they travel in the rings.
+//! The records ranks exchange, as they travel in the rings: their kinds and the payloads of the
+//! control records. Every record's header also carries its communicator context and, for a
+//! synchronous send, the id its acknowledgement names (see [`super::ring`]).
 
 use bytemuck::{Pod, Zeroable};
+
+use crate::transport::Mechanism;
 
 /// Record kinds.
 pub(crate) mod kind {
@@ -21,16 +25,39 @@ pub(crate) mod kind {
     /// The sender waits for an eager slot while the receiver holds some for early messages;
     /// no payload.
     pub const WANT_SLOT: u8 = 8;
+    /// A receive has matched a synchronous send; the header's `sync` word names the send.
+    pub const ACK: u8 = 9;
 }
 
-/// RTS flags.
-pub(crate) const RTS_STREAM: u32 = 1;
+/// How a rendezvous message's bytes move, as its RTS names it.
+pub(crate) mod how {
+    use crate::transport::Mechanism;
+
+    /// The wire code of `m`.
+    pub fn code(m: Mechanism) -> u32 {
+        match m {
+            Mechanism::CmaRead => 1,
+            Mechanism::CmaWrite => 2,
+            Mechanism::CmaSplit => 3,
+            Mechanism::ShmCopy => 4,
+            Mechanism::ProcMem => 5,
+            Mechanism::Vmsplice => 6,
+        }
+    }
+
+    /// The mechanism of wire code `c`, if it is one.
+    pub fn mechanism(c: u32) -> Option<Mechanism> {
+        Mechanism::ALL.into_iter().find(|&m| code(m) == c)
+    }
+}
 
 /// FIN statuses.
 pub(crate) mod fin {
     pub const OK: u32 = 0;
     pub const TRUNCATED: u32 = 1;
     pub const FAILED: u32 = 2;
+    /// The receiver freed the communicator before taking the message.
+    pub const DISCARDED: u32 = 3;
 }
 
 #[repr(C)]
@@ -45,9 +72,20 @@ pub(crate) struct Eager {
 pub(crate) struct Rts {
     pub len: u64,
     pub send_id: u32,
-    pub flags: u32,
+    /// The mechanism ([`how`]).
+    pub how: u32,
     /// The sender's buffer (one contiguous range).
     pub addr: u64,
+    /// `vmsplice`: the number of the sender's pipe descriptor the receiver reads.
+    pub pipe_fd: u32,
+    pub _pad: u32,
+}
+
+impl Rts {
+    /// The mechanism this RTS asks for.
+    pub fn mechanism(&self) -> Option<Mechanism> {
+        how::mechanism(self.how)
+    }
 }
 
 #[repr(C)]

@@ -7,7 +7,7 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 /// Exit status when the program cannot be found (as in shells).
 pub const EXIT_NOT_FOUND: i32 = 127;
 
-/// Errors starting or supervising a job, or reading a rank's environment.
+/// Errors starting or supervising a job.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The rank count is not an integer from 1 to [`MAX_RANKS`](super::MAX_RANKS).
@@ -19,10 +19,8 @@ pub enum LaunchError {
         why: String,
     },
     /// The transport is neither `auto` nor a known name.
-    #[error(
-        "unknown transport '{0}'; use auto or one of: cma-read, cma-write, cma-split, shm-copy, procmem, vmsplice"
-    )]
-    UnknownTransport(String),
+    #[error(transparent)]
+    UnknownTransport(#[from] crate::transport::UnknownTransport),
     /// No program was given.
     #[error("no program given; usage: onecopy run -n N -- PROG [ARGS...]")]
     MissingProgram,
@@ -71,6 +69,9 @@ pub enum LaunchError {
     /// The job's layout (sizes from the environment) is not usable.
     #[error(transparent)]
     Layout(#[from] crate::comm::CommError),
+    /// A setting in the environment is not usable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Starting a rank failed (the ranks already started have been stopped).
     #[error("cannot start rank {rank} ('{program}'): {source}{hint}", hint = spawn_hint(.source))]
     Spawn {
@@ -94,24 +95,6 @@ pub enum LaunchError {
     /// [`run`](super::run) was called while another job was running in this process.
     #[error("another job is already running in this process; run one job at a time")]
     Busy,
-    /// A rank variable is missing while others are set.
-    #[error(
-        "{var} is not set, though other ONECOPY_ variables are; start ranks with `onecopy run`"
-    )]
-    MissingVariable {
-        /// The variable.
-        var: &'static str,
-    },
-    /// A rank variable holds something the launcher never writes.
-    #[error("{var}='{value}' is invalid: {why}; start ranks with `onecopy run`")]
-    InvalidVariable {
-        /// The variable.
-        var: &'static str,
-        /// Its value (lossily decoded).
-        value: String,
-        /// What is wrong with it.
-        why: String,
-    },
 }
 
 /// What to do about the commonest reasons a fork fails.

@@ -2,12 +2,14 @@
 //! program, forwards their output, notices the first failure, and tears the whole job down.
 //!
 //! It owns processes, not messages: what the ranks do with the segment is the runtime's business
-//! ([`crate::comm`]); a rank finds what the launcher gave it with [`rank_env`].
+//! ([`crate::comm`]); a rank finds what the launcher gave it with
+//! [`crate::comm::env::rank_env`]. The launcher sits above the runtime: it calls
+//! [`crate::comm::init_segment`] to lay out the segment, and nothing in the runtime calls back.
 //!
 //! # What a rank gets
 //! - The environment variables `ONECOPY_RANK` (0 to N-1), `ONECOPY_SIZE` (N),
 //!   `ONECOPY_SEGMENT_FD`, `ONECOPY_LAUNCHER_PID` and `ONECOPY_TRANSPORT` (`auto` or a name from
-//!   [`crate::transport::NAMES`]).
+//!   [`crate::transport::NAMES`]), named in [`crate::comm::env`].
 //! - The segment: a memfd (nothing under /dev/shm, so nothing to clean up after a crash and nothing
 //!   another user could open), close-on-exec in the launcher and inherited by the ranks alone, at
 //!   the descriptor number `ONECOPY_SEGMENT_FD` names.
@@ -33,7 +35,6 @@
 //! usage error; 127 when the program is not found and 126 when it is not executable (as shells
 //! do); 1 when the launcher itself fails (see [`JobOutcome::exit_code`], [`LaunchError::exit_code`]).
 
-mod env;
 mod error;
 mod output;
 mod signals;
@@ -46,10 +47,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
-pub use env::{
-    RankEnv, VAR_LAUNCHER_PID, VAR_RANK, VAR_SEGMENT_FD, VAR_SIZE, VAR_TRANSPORT, rank_env,
-    rank_env_from,
-};
+pub use crate::transport::TransportChoice;
 pub use error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE, LaunchError};
 pub use output::{DRAIN_IDLE, DRAIN_LIMIT, MAX_LINE_BYTES};
 pub use signals::signal_name;
@@ -70,40 +68,6 @@ const SPAWN_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The name of the job's memfd (seen in `/proc/PID/fd` as `/memfd:onecopy-world`).
 pub const SEGMENT_NAME: &str = "onecopy-world";
-
-/// The transport a job asks its ranks to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TransportChoice {
-    /// Let the runtime choose (single copy when the machine allows it).
-    #[default]
-    Auto,
-    /// This one, from [`crate::transport::NAMES`].
-    Named(&'static str),
-}
-
-impl std::str::FromStr for TransportChoice {
-    type Err = LaunchError;
-
-    fn from_str(s: &str) -> Result<Self, LaunchError> {
-        if s == "auto" {
-            return Ok(TransportChoice::Auto);
-        }
-        crate::transport::NAMES
-            .iter()
-            .find(|name| **name == s)
-            .map(|name| TransportChoice::Named(name))
-            .ok_or_else(|| LaunchError::UnknownTransport(s.to_string()))
-    }
-}
-
-impl std::fmt::Display for TransportChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TransportChoice::Auto => f.write_str("auto"),
-            TransportChoice::Named(name) => f.write_str(name),
-        }
-    }
-}
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,17 +286,18 @@ pub fn run_observed(
     mut observe: impl FnMut(&Event),
 ) -> Result<JobOutcome, LaunchError> {
     parse_ranks(&opts.ranks.to_string())?;
-    if let TransportChoice::Named(name) = opts.transport {
-        name.parse::<TransportChoice>()?;
-    }
     if opts.program.is_empty() {
         return Err(LaunchError::MissingProgram);
     }
     spawn::check_program(&opts.program)?;
     let file_limit = spawn::FileLimit::prepare(opts.ranks, opts.tag_output)?;
-    let segment =
-        crate::shm::Segment::create(SEGMENT_NAME, crate::comm::segment_bytes(opts.ranks)?)?;
-    crate::comm::init_segment(&segment, opts.ranks)?;
+    // Read once here for the segment's sizes; each rank reads the rest when it joins.
+    let config = crate::config::Config::from_env()?;
+    let segment = crate::shm::Segment::create(
+        SEGMENT_NAME,
+        crate::comm::segment_bytes(opts.ranks, &config)?,
+    )?;
+    crate::comm::init_segment(&segment, opts.ranks, &config)?;
     let segment_fd = spawn::segment_descriptor(segment.fd())?;
     let mut catcher = signals::Catcher::install()?;
     let template = spawn::Template {

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 
 use rustix::process::{Pid, Resource, Rlimit, Signal};
 
-use super::env::{VAR_LAUNCHER_PID, VAR_RANK, VAR_SEGMENT_FD, VAR_SIZE, VAR_TRANSPORT};
 use super::{LaunchError, RunOptions};
+use crate::comm::env::{VAR_LAUNCHER_PID, VAR_RANK, VAR_SEGMENT_FD, VAR_SIZE, VAR_TRANSPORT};
 
 /// Descriptors the launcher needs besides the per-rank ones (stdio, the segment, the signal pipe,
 /// the pipes std uses while spawning, the forwarder's wake-up pipe), with room to spare.

@@ -1,187 +1,112 @@
-//! The three single-copy transports on Cross Memory Attach: the receiver pulls (`cma-read`), the
+//! The three single-copy mechanisms on Cross Memory Attach: the receiver pulls (`cma-read`), the
 //! sender pushes (`cma-write`), or both at once on chunks claimed from a shared cursor
 //! (`cma-split`), so that both finish together whatever their relative speed.
+//!
+//! Transfers go in chunks of a configured size ([`crate::config::Config::cma_chunk_bytes`]): one
+//! call over a whole large buffer leaves the other side nothing to overlap with, and a chunk of
+//! about 1 MiB measured as fast as larger ones (BENCHMARKS.md).
 
 use std::io::{IoSlice, IoSliceMut};
-use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::channel::{Link, PeerOffer};
-use super::{Transport, TransportError, window, window_dst, window_src};
-use crate::vm::RemoteRange;
+use super::{TransportError, window, window_dst, window_src};
+use crate::vm::{Process, RemoteRange};
 
-/// Bytes per CMA call. One call over a whole large buffer is much slower than the same bytes in
-/// cache-friendly pieces (see BENCHMARKS.md); `ONECOPY_CMA_CHUNK_BYTES` overrides it.
-pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
-
-/// The chunk size in force.
-pub fn chunk_bytes() -> usize {
-    static CHUNK: crate::tools::Setting = crate::tools::Setting::new();
-    CHUNK.get(|| {
-        std::env::var("ONECOPY_CMA_CHUNK_BYTES")
-            .ok()
-            .and_then(|v| crate::tools::parse_number(&v).ok())
-            .filter(|&v| (4096..=1 << 30).contains(&v))
-            .unwrap_or(DEFAULT_CHUNK_BYTES)
-    })
-}
-
-/// Why CMA cannot be used between this process and a child, if it cannot.
-fn cma_unavailable() -> Option<String> {
-    static WHY: OnceLock<Option<String>> = OnceLock::new();
-    WHY.get_or_init(|| {
-        let cap = crate::vm::probe();
-        if cap.usable() {
-            None
-        } else {
-            Some(cap.advice.join("; "))
-        }
-    })
-    .clone()
-}
-
-/// Pulls bytes `[from, to)` of the peer's `remote` ranges into the same bytes of `dst`.
-fn pull(
-    link: &Link,
+/// Pulls bytes `[from, to)` of the peer's `remote` ranges into the same bytes of `dst`, in calls
+/// of at most `chunk` bytes; fails unless every byte moved.
+pub fn pull(
+    peer: &Process,
     remote: &[RemoteRange],
     dst: &mut [IoSliceMut<'_>],
     from: usize,
     to: usize,
+    chunk: usize,
 ) -> Result<(), TransportError> {
-    let chunk = chunk_bytes();
     let mut at = from;
     while at < to {
-        let len = chunk.min(to - at);
+        let len = chunk.max(1).min(to - at);
         let r = window(remote.iter().copied(), at, len);
-        let n = link
-            .peer()
-            .read_vectored(&mut window_dst(dst, at, len), &r)?;
+        let n = peer.read_vectored(&mut window_dst(dst, at, len), &r)?;
         if n != len {
-            return Err(link.protocol(format!("moved {n} of {len} bytes")));
+            return Err(TransportError::Short {
+                moved: at - from + n,
+                wanted: to - from,
+            });
         }
         at += len;
     }
     Ok(())
 }
 
-/// Pushes bytes `[from, to)` of `src` into the same bytes of the peer's `remote` ranges.
-fn push(
-    link: &Link,
+/// Pushes bytes `[from, to)` of `src` into the same bytes of the peer's `remote` ranges, in calls
+/// of at most `chunk` bytes; fails unless every byte moved.
+pub fn push(
+    peer: &Process,
     src: &[IoSlice<'_>],
     remote: &[RemoteRange],
     from: usize,
     to: usize,
+    chunk: usize,
 ) -> Result<(), TransportError> {
-    let chunk = chunk_bytes();
     let mut at = from;
     while at < to {
-        let len = chunk.min(to - at);
+        let len = chunk.max(1).min(to - at);
         let r = window(remote.iter().copied(), at, len);
-        let n = link.peer().write_vectored(&window_src(src, at, len), &r)?;
+        let n = peer.write_vectored(&window_src(src, at, len), &r)?;
         if n != len {
-            return Err(link.protocol(format!("moved {n} of {len} bytes")));
+            return Err(TransportError::Short {
+                moved: at - from + n,
+                wanted: to - from,
+            });
         }
         at += len;
     }
     Ok(())
 }
 
-/// The receiver pulls with `process_vm_readv`.
-#[derive(Debug, Clone, Copy)]
-pub struct CmaRead;
-
-impl Transport for CmaRead {
-    fn name(&self) -> &'static str {
-        "cma-read"
-    }
-
-    fn unavailable(&self) -> Option<String> {
-        cma_unavailable()
-    }
-
-    fn send(&self, link: &Link, src: &[IoSlice<'_>]) -> Result<(), TransportError> {
-        link.send_flow(1, src, false, &|_, _| Ok(()))
-    }
-
-    fn receive(&self, link: &Link, dst: &mut [IoSliceMut<'_>]) -> Result<usize, TransportError> {
-        let fetch = |addr, t: &mut [RemoteRange]| link.fetch_table_cma(addr, t);
-        link.receive_flow(1, dst, Some(&fetch), &mut |_, offer, dst| {
-            pull(link, &offer.table, dst, 0, offer.total)
-        })
-    }
-}
-
-/// The sender pushes with `process_vm_writev`.
-#[derive(Debug, Clone, Copy)]
-pub struct CmaWrite;
-
-impl Transport for CmaWrite {
-    fn name(&self) -> &'static str {
-        "cma-write"
-    }
-
-    fn unavailable(&self) -> Option<String> {
-        cma_unavailable()
-    }
-
-    fn send(&self, link: &Link, src: &[IoSlice<'_>]) -> Result<(), TransportError> {
-        let total = src.iter().map(|s| s.len()).sum();
-        link.send_flow(2, src, true, &|_, want: &PeerOffer| {
-            push(link, src, &want.table, 0, total)
-        })
-    }
-
-    fn receive(&self, link: &Link, dst: &mut [IoSliceMut<'_>]) -> Result<usize, TransportError> {
-        link.receive_flow(2, dst, None, &mut |k, _, _| link.await_pushed(k))
-    }
-}
-
-/// Both sides copy at once: chunks are claimed from a shared cursor, the receiver pulling the
-/// ones it claims and the sender pushing the others.
-#[derive(Debug, Clone, Copy)]
-pub struct CmaSplit;
-
-impl Transport for CmaSplit {
-    fn name(&self) -> &'static str {
-        "cma-split"
-    }
-
-    fn unavailable(&self) -> Option<String> {
-        cma_unavailable()
-    }
-
-    fn send(&self, link: &Link, src: &[IoSlice<'_>]) -> Result<(), TransportError> {
-        let total: usize = src.iter().map(|s| s.len()).sum();
-        link.send_flow(3, src, true, &|k, want: &PeerOffer| {
-            let cursor = &link.out_lane().cursor;
-            while let Some((from, to)) = claim(cursor, total) {
-                if let Some(e) = link.receiver_gave_up(k) {
-                    return Err(e);
-                }
-                push(link, src, &want.table, from, to)?;
-            }
-            Ok(())
-        })
-    }
-
-    fn receive(&self, link: &Link, dst: &mut [IoSliceMut<'_>]) -> Result<usize, TransportError> {
-        let fetch = |addr, t: &mut [RemoteRange]| link.fetch_table_cma(addr, t);
-        link.receive_flow(3, dst, Some(&fetch), &mut |k, offer, dst| {
-            let cursor = &link.in_lane().cursor;
-            while let Some((from, to)) = claim(cursor, offer.total) {
-                pull(link, &offer.table, dst, from, to)?;
-            }
-            // The sender's chunks have landed once it says so.
-            link.await_pushed(k)
-        })
-    }
-}
-
-/// Claims the next chunk of a `total`-byte transfer: its byte range, or `None` when all are taken.
-fn claim(cursor: &std::sync::atomic::AtomicU64, total: usize) -> Option<(usize, usize)> {
-    let chunk = chunk_bytes();
-    // Relaxed: the counter only divides the work; the data is published by the verdicts.
+/// Claims the next `chunk`-byte piece of a `total`-byte transfer from a cursor both sides share:
+/// its byte range, or `None` when all are taken (`cma-split`).
+pub fn claim(cursor: &AtomicU64, total: usize, chunk: usize) -> Option<(usize, usize)> {
+    // Relaxed: the cursor only divides the work; the data is published by the records that
+    // report each side's part done.
     let index = cursor.fetch_add(1, Ordering::Relaxed) as usize;
-    let from = index.checked_mul(chunk).filter(|&f| f < total)?;
-    Some((from, (from + chunk).min(total)))
+    let from = index.checked_mul(chunk.max(1)).filter(|&f| f < total)?;
+    Some((from, (from + chunk.max(1)).min(total)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_cover_the_transfer_once() {
+        let cursor = AtomicU64::new(0);
+        let mut got = Vec::new();
+        while let Some(r) = claim(&cursor, 10, 4) {
+            got.push(r);
+        }
+        assert_eq!(got, [(0, 4), (4, 8), (8, 10)]);
+        assert_eq!(claim(&cursor, 10, 4), None);
+        assert_eq!(claim(&AtomicU64::new(0), 0, 4), None);
+    }
+
+    #[test]
+    fn pulls_from_this_process_scatter_across_buffers() {
+        // Reading one's own memory needs no permission: enough to check the windows.
+        let me = Process::from_pid(std::process::id() as i32).expect("self");
+        let src: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let remote = [
+            RemoteRange::new(src.as_ptr() as usize, 3000),
+            RemoteRange::new(src.as_ptr() as usize + 3000, 7000),
+        ];
+        let (mut a, mut b) = (vec![0u8; 4097], vec![0u8; 10_000 - 4097]);
+        let mut dst = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+        pull(&me, &remote, &mut dst, 0, 5000, 1000).expect("first part");
+        pull(&me, &remote, &mut dst, 5000, 10_000, 999).expect("second part");
+        let joined: Vec<u8> = a.iter().chain(&b).copied().collect();
+        assert_eq!(joined, src);
+        let bad = [RemoteRange::new(8, 100)];
+        let mut one = [IoSliceMut::new(&mut a[..100])];
+        assert!(pull(&me, &bad, &mut one, 0, 100, 64).is_err());
+    }
 }

@@ -1,41 +1,95 @@
-//! Every way to move bytes from one process to another, behind one trait.
+//! How bytes move between two processes: the mechanisms, each written once, over iovec lists on
+//! both sides. The runtime ([`crate::comm`]) calls them to move every rendezvous message, and
+//! `onecopy bench mechanisms` measures them through the runtime, so what is measured is what
+//! runs.
 //!
-//! A [`Channel`] is created before the two processes part (it lives in a shared memfd segment, plus
-//! a pipe per direction); each process then takes its [`Link`] end, naming its peer. A [`Transport`]
-//! moves a list of the sender's buffers into a list of the receiver's buffers over a link: the
-//! sender calls [`Transport::send`], the receiver [`Transport::receive`], with the same transport.
+//! | name | who copies | how | module |
+//! | --- | --- | --- | --- |
+//! | `cma-read` | receiver | `process_vm_readv` from the sender's buffers, in chunks | [`cma`] |
+//! | `cma-write` | sender | `process_vm_writev` into the receiver's buffers, in chunks | [`cma`] |
+//! | `cma-split` | both | chunks claimed from a shared cursor: the receiver pulls, the sender pushes | [`cma`] |
+//! | `shm-copy` | both | double copy through cache-sized shared-memory slots, pipelined | [`shm_copy`] |
+//! | `procmem` | receiver | `preadv` on `/proc/PID/mem` | [`procmem`] |
+//! | `vmsplice` | both | the sender `vmsplice`s its pages into a pipe, the receiver reads them | [`vmsplice`] |
 //!
-//! | name | who copies | how |
-//! | --- | --- | --- |
-//! | `cma-read` | receiver | `process_vm_readv` from the sender's buffers, in chunks |
-//! | `cma-write` | sender | `process_vm_writev` into the receiver's buffers, in chunks |
-//! | `cma-split` | both | chunks claimed from a shared cursor: the receiver pulls, the sender pushes |
-//! | `shm-copy` | both | double copy through a ring of cache-sized slots, pipelined |
-//! | `procmem` | receiver | `preadv` on `/proc/PID/mem` |
-//! | `vmsplice` | both | the sender `vmsplice`s its pages into a pipe, the receiver reads them |
-//!
-//! Every transfer ends with the receiver's verdict, so the sender never returns while its buffers
-//! may still be read, and never reports success for bytes the receiver did not get. A peer that
-//! dies is noticed through its pidfd within [`POLL_INTERVAL`]. After any error a link is poisoned.
+//! This layer moves bytes and reports exactly how many moved; it does not decide which mechanism
+//! a message takes, nor tell the other side anything: the runtime's protocol does both
+//! (`comm::engine`). Every mechanism but `shm-copy` reaches into the peer's memory and needs
+//! ptrace access to it ([`Mechanism::needs_peer_access`]).
 
-mod channel;
-mod cma;
-pub use cma::chunk_bytes as cma_chunk_bytes;
-mod procmem;
-mod shm_copy;
-mod vmsplice;
+pub mod cma;
+pub mod procmem;
+pub mod shm_copy;
+pub mod vmsplice;
 
 use std::io::{IoSlice, IoSliceMut};
 use std::time::Duration;
-
-pub use channel::{Channel, ChannelConfig, Link, Side};
 
 use crate::vm::VmError;
 
 /// How often a waiting side checks that its peer is still alive.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// The names of every transport, in the order benchmarks list them.
+/// Every way this crate knows to move a message's bytes between two processes: the one
+/// vocabulary of `onecopy run --transport`, `onecopy bench` and the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    /// The receiver pulls with `process_vm_readv`.
+    CmaRead,
+    /// The sender pushes with `process_vm_writev`.
+    CmaWrite,
+    /// Both copy at once, on chunks claimed from a shared cursor.
+    CmaSplit,
+    /// Pipelined double copy through cache-sized shared-memory slots.
+    ShmCopy,
+    /// The receiver reads `/proc/PID/mem`.
+    ProcMem,
+    /// The sender `vmsplice`s its pages into a pipe that the receiver reads.
+    Vmsplice,
+}
+
+impl Mechanism {
+    /// Every mechanism, in the order benchmarks list them.
+    pub const ALL: [Mechanism; 6] = [
+        Mechanism::CmaRead,
+        Mechanism::CmaWrite,
+        Mechanism::CmaSplit,
+        Mechanism::ShmCopy,
+        Mechanism::ProcMem,
+        Mechanism::Vmsplice,
+    ];
+
+    /// The name used in options and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::CmaRead => "cma-read",
+            Mechanism::CmaWrite => "cma-write",
+            Mechanism::CmaSplit => "cma-split",
+            Mechanism::ShmCopy => "shm-copy",
+            Mechanism::ProcMem => "procmem",
+            Mechanism::Vmsplice => "vmsplice",
+        }
+    }
+
+    /// The mechanism called `name`.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        Mechanism::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether it reaches into the peer's memory, which needs ptrace access to it (every
+    /// mechanism but `shm-copy`).
+    pub fn needs_peer_access(self) -> bool {
+        self != Mechanism::ShmCopy
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The names of every mechanism, in the order benchmarks list them.
 pub const NAMES: [&str; 6] = [
     "cma-read",
     "cma-write",
@@ -45,36 +99,58 @@ pub const NAMES: [&str; 6] = [
     "vmsplice",
 ];
 
+/// The transport a job asks its ranks to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportChoice {
+    /// Let the runtime choose (single copy when the machine allows it).
+    #[default]
+    Auto,
+    /// This mechanism for every rendezvous message.
+    Named(Mechanism),
+}
+
+/// A transport name that is neither `auto` nor a [`Mechanism`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown transport '{0}'; use auto or one of: cma-read, cma-write, cma-split, shm-copy, procmem, vmsplice"
+)]
+pub struct UnknownTransport(pub String);
+
+impl std::str::FromStr for TransportChoice {
+    type Err = UnknownTransport;
+
+    fn from_str(s: &str) -> Result<Self, UnknownTransport> {
+        if s == "auto" {
+            return Ok(TransportChoice::Auto);
+        }
+        Mechanism::from_name(s)
+            .map(TransportChoice::Named)
+            .ok_or_else(|| UnknownTransport(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for TransportChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportChoice::Auto => f.write_str("auto"),
+            TransportChoice::Named(m) => f.write_str(m.name()),
+        }
+    }
+}
+
 /// Errors of the transport layer.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// A `vm` call failed (permission, bad address, ...).
+    /// A `vm` call failed (permission, bad address, a process that is gone, ...).
     #[error(transparent)]
     Vm(#[from] VmError),
-    /// Creating the shared segment failed.
-    #[error(transparent)]
-    Shm(#[from] crate::shm::ShmError),
-    /// The peer process exited before the transfer completed.
-    #[error("peer process {pid} exited before the transfer completed")]
-    PeerGone {
-        /// The peer's pid.
-        pid: i32,
-    },
-    /// The sender offered more bytes than the receiver's buffers hold.
-    #[error("message of {sent} bytes does not fit the receive buffers ({capacity} bytes)")]
-    Truncated {
-        /// Bytes offered.
-        sent: u64,
-        /// Bytes the receiver could take.
-        capacity: u64,
-    },
-    /// The peer broke the protocol (wrong transport, corrupt control data) or reported a failure.
-    #[error("protocol error with peer {pid}: {what}")]
-    Protocol {
-        /// The peer's pid.
-        pid: i32,
-        /// What went wrong.
-        what: String,
+    /// Fewer bytes moved than asked for, without an error from the kernel.
+    #[error("moved {moved} of {wanted} bytes")]
+    Short {
+        /// Bytes moved.
+        moved: usize,
+        /// Bytes asked for.
+        wanted: usize,
     },
     /// A system call other than CMA failed.
     #[error("{op} failed: {source}")]
@@ -85,47 +161,15 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
-    /// The transport name is not known.
-    #[error(
-        "unknown transport '{0}'; known: cma-read, cma-write, cma-split, shm-copy, procmem, vmsplice"
-    )]
-    UnknownTransport(String),
-    /// The link failed earlier and can no longer be trusted.
-    #[error("the link failed earlier ({0}); create a new channel")]
-    Poisoned(String),
 }
 
-/// A mechanism that moves the sender's buffers into the receiver's buffers.
-pub trait Transport: Send + Sync {
-    /// The name used in CLI options and output (see [`NAMES`]).
-    fn name(&self) -> &'static str;
-
-    /// Why this transport cannot work between this process and its children here, if it cannot.
-    fn unavailable(&self) -> Option<String>;
-
-    /// The sender's half: moves all of `src` to the peer; returns once the peer has it.
-    fn send(&self, link: &Link, src: &[IoSlice<'_>]) -> Result<(), TransportError>;
-
-    /// The receiver's half: fills `dst` from the peer's message; returns the message length.
-    fn receive(&self, link: &Link, dst: &mut [IoSliceMut<'_>]) -> Result<usize, TransportError>;
-}
-
-/// The transport with this name.
-pub fn by_name(name: &str) -> Result<Box<dyn Transport>, TransportError> {
-    Ok(match name {
-        "cma-read" => Box::new(cma::CmaRead),
-        "cma-write" => Box::new(cma::CmaWrite),
-        "cma-split" => Box::new(cma::CmaSplit),
-        "shm-copy" => Box::new(shm_copy::ShmCopy),
-        "procmem" => Box::new(procmem::ProcMem),
-        "vmsplice" => Box::new(vmsplice::Vmsplice),
-        other => return Err(TransportError::UnknownTransport(other.to_string())),
-    })
-}
-
-/// Every transport, in [`NAMES`] order.
-pub fn all() -> Vec<Box<dyn Transport>> {
-    NAMES.iter().filter_map(|n| by_name(n).ok()).collect()
+impl TransportError {
+    pub(crate) fn io(op: &'static str, e: rustix::io::Errno) -> TransportError {
+        TransportError::Io {
+            op,
+            source: e.into(),
+        }
+    }
 }
 
 /// Something with a length that can be cut to a sub-range: a byte slice or a remote range.

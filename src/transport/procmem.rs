@@ -1,133 +1,131 @@
-//! `procmem`: the receiver reads the sender's memory through `/proc/PID/mem` with `preadv` (one
-//! call per contiguous remote piece, scattering into its own buffers). Same permission as CMA
-//! (ptrace attach), but a file descriptor and a seek per piece.
+//! `procmem`: the receiver reads the sender's memory through `/proc/PID/mem` with `preadv`
+//! (scattering into its own buffers). Same permission as CMA (ptrace attach), but a file
+//! descriptor per peer and a seek per contiguous piece. A seccomp filter that blocks the CMA
+//! system calls may leave this one open.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSliceMut;
+use std::os::fd::AsFd;
 
-use super::channel::Link;
-use super::cma::chunk_bytes;
-use super::{Transport, TransportError, window_dst};
-use crate::vm::{RemoteRange, VmError};
+use super::{TransportError, window, window_dst};
+use crate::vm::{Process, RemoteRange, VmError};
 
-/// Reads `/proc/PID/mem`.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcMem;
-
-/// The peer's `/proc/PID/mem`, opened once per link.
-fn mem_file<'l>(link: &'l Link) -> Result<&'l std::fs::File, TransportError> {
-    if let Some(f) = link.proc_mem.get() {
-        return Ok(f);
-    }
-    let pid = link.peer().pid();
-    let f =
-        std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| match e.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EPERM) => {
-                TransportError::Vm(VmError::PermissionDenied {
-                    pid,
-                    reason: crate::vm::diagnose_denial(pid),
-                })
-            }
-            Some(libc::ENOENT) | Some(libc::ESRCH) => link.peer_gone(),
-            _ => TransportError::Io {
-                op: "open /proc/PID/mem",
-                source: e,
-            },
-        })?;
-    Ok(link.proc_mem.get_or_init(|| f))
+/// A peer's `/proc/PID/mem`, open for reading.
+#[derive(Debug)]
+pub struct MemFile {
+    file: std::fs::File,
 }
 
-/// Fills `dst` exactly from `addr` in the peer, or reports where it stopped.
-fn read_at(
-    link: &Link,
-    file: &std::fs::File,
-    dst: &mut [IoSliceMut<'_>],
-    addr: usize,
-    done_before: usize,
-) -> Result<(), TransportError> {
-    let want: usize = dst.iter().map(|b| b.len()).sum();
-    let mut got = 0;
-    while got < want {
-        let mut part = window_dst(dst, got, want - got);
-        let n = rustix::io::preadv(file, &mut part, (addr + got) as u64);
-        match n {
-            Ok(n) if n > 0 => got += n,
-            Ok(_) | Err(rustix::io::Errno::IO) | Err(rustix::io::Errno::FAULT) => {
-                if !link.peer().is_alive() {
-                    return Err(link.peer_gone());
+impl MemFile {
+    /// Opens `peer`'s memory file.
+    pub fn open(peer: &Process) -> Result<MemFile, TransportError> {
+        let pid = peer.pid();
+        let file = std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => {
+                    TransportError::Vm(VmError::PermissionDenied {
+                        pid,
+                        reason: crate::vm::diagnose_denial(pid),
+                    })
                 }
-                return Err(VmError::BadAddress {
-                    transferred: done_before + got,
-                    addr: addr + got,
+                Some(libc::ENOENT) | Some(libc::ESRCH) => {
+                    TransportError::Vm(VmError::NoSuchProcess {
+                        pid,
+                        why: "has exited",
+                    })
                 }
-                .into());
+                _ => TransportError::Io {
+                    op: "open /proc/PID/mem",
+                    source: e,
+                },
             }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                return Err(TransportError::Io {
-                    op: "preadv /proc/PID/mem",
-                    source: e.into(),
-                });
+        })?;
+        Ok(MemFile { file })
+    }
+
+    /// Pulls bytes `[from, to)` of the peer's `remote` ranges into the same bytes of `dst`, at
+    /// most `chunk` bytes a call; fails unless every byte moved (a fault is
+    /// [`VmError::BadAddress`] with the count and address, as with CMA).
+    pub fn pull(
+        &self,
+        peer: &Process,
+        remote: &[RemoteRange],
+        dst: &mut [IoSliceMut<'_>],
+        from: usize,
+        to: usize,
+        chunk: usize,
+    ) -> Result<(), TransportError> {
+        let mut at = from;
+        while at < to {
+            let len = chunk.max(1).min(to - at);
+            for r in window(remote.iter().copied(), at, len) {
+                self.read_range(peer, dst, r, at, from)?;
+                at += r.len;
             }
         }
-    }
-    Ok(())
-}
-
-/// Reads one byte of a forked child's memory through its `/proc/PID/mem`.
-fn probe_child_mem() -> Result<(), String> {
-    use std::os::unix::fs::FileExt;
-    static PROBE: u8 = 0x5A;
-    let child = crate::child::Child::sleeper().map_err(|e| format!("cannot fork a probe: {e}"))?;
-    let pid = child.pid();
-    let file =
-        std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|e| match e.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EPERM) => crate::vm::diagnose_denial(pid).to_string(),
-            _ => format!("cannot open /proc/{pid}/mem: {e}"),
-        })?;
-    let mut byte = [0u8; 1];
-    // The child is a fork of this process, so the static sits at the same address there.
-    match file.read_at(&mut byte, std::ptr::addr_of!(PROBE) as u64) {
-        Ok(1) if byte[0] == PROBE => Ok(()),
-        Ok(_) => Err(format!("/proc/{pid}/mem returned the wrong byte")),
-        Err(e) => Err(format!("cannot read /proc/{pid}/mem: {e}")),
-    }
-}
-
-impl Transport for ProcMem {
-    fn name(&self) -> &'static str {
-        "procmem"
+        Ok(())
     }
 
-    fn unavailable(&self) -> Option<String> {
-        // Probed with a read of its own: the CMA probe's answer does not carry over, since a
-        // seccomp filter that blocks the CMA calls leaves /proc/PID/mem readable.
-        probe_child_mem().err()
-    }
-
-    fn send(&self, link: &Link, src: &[IoSlice<'_>]) -> Result<(), TransportError> {
-        link.send_flow(5, src, false, &|_, _| Ok(()))
-    }
-
-    fn receive(&self, link: &Link, dst: &mut [IoSliceMut<'_>]) -> Result<usize, TransportError> {
-        let fetch = |addr: usize, t: &mut [RemoteRange]| {
-            let file = mem_file(link)?;
-            let bytes: &mut [u8] = bytemuck::cast_slice_mut(t);
-            read_at(link, file, &mut [IoSliceMut::new(bytes)], addr, 0)
-        };
-        link.receive_flow(5, dst, Some(&fetch), &mut |_, offer, dst| {
-            let file = mem_file(link)?;
-            let chunk = chunk_bytes();
-            let mut at = 0;
-            for r in &offer.table {
-                let mut off = 0;
-                while off < r.len {
-                    let len = chunk.min(r.len - off);
-                    read_at(link, file, &mut window_dst(dst, at, len), r.addr + off, at)?;
-                    off += len;
-                    at += len;
+    /// Fills bytes `[at, at + r.len)` of `dst` from the peer's range `r`.
+    fn read_range(
+        &self,
+        peer: &Process,
+        dst: &mut [IoSliceMut<'_>],
+        r: RemoteRange,
+        at: usize,
+        from: usize,
+    ) -> Result<(), TransportError> {
+        let mut got = 0;
+        while got < r.len {
+            let mut part = window_dst(dst, at + got, r.len - got);
+            let pieces = part.len().min(crate::vm::split::IOV_MAX);
+            let part = &mut part[..pieces];
+            match rustix::io::preadv(self.file.as_fd(), part, (r.addr + got) as u64) {
+                Ok(n) if n > 0 => got += n,
+                Ok(_) | Err(rustix::io::Errno::IO) | Err(rustix::io::Errno::FAULT) => {
+                    if !peer.is_alive() {
+                        return Err(VmError::NoSuchProcess {
+                            pid: peer.pid(),
+                            why: "has exited",
+                        }
+                        .into());
+                    }
+                    return Err(VmError::BadAddress {
+                        transferred: at + got - from,
+                        addr: r.addr + got,
+                    }
+                    .into());
                 }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(TransportError::io("preadv /proc/PID/mem", e)),
             }
-            Ok(())
-        })
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_through_its_memory_file() {
+        let me = Process::from_pid(std::process::id() as i32).expect("self");
+        let file = MemFile::open(&me).expect("own memory file");
+        let src: Vec<u8> = (0..9000u32).map(|i| (i * 13) as u8).collect();
+        let remote = [RemoteRange::new(src.as_ptr() as usize, src.len())];
+        let (mut a, mut b) = (vec![0u8; 1234], vec![0u8; 9000 - 1234]);
+        let mut dst = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+        file.pull(&me, &remote, &mut dst, 0, 9000, 4096)
+            .expect("pull");
+        let joined: Vec<u8> = a.iter().chain(&b).copied().collect();
+        assert_eq!(joined, src);
+        let bad = [RemoteRange::new(8, 100)];
+        let mut one = [IoSliceMut::new(&mut a[..100])];
+        match file.pull(&me, &bad, &mut one, 0, 100, 64) {
+            Err(TransportError::Vm(VmError::BadAddress { transferred, addr })) => {
+                assert_eq!((transferred, addr), (0, 8));
+            }
+            other => panic!("unmapped memory read as {other:?}"),
+        }
     }
 }

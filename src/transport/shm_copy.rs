@@ -1,83 +1,37 @@
-//! `shm-copy`: the classic double copy, pipelined. The sender copies chunks into a ring of
-//! cache-sized slots in the shared segment while the receiver copies earlier slots out, so both
-//! cores copy at once and the ring stays in cache.
+//! `shm-copy`: the pipelined double copy. The sender copies a piece of its message into a free
+//! cache-sized slot of the shared segment and announces it; the receiver copies it out and frees
+//! the slot; both work at once on different slots, so the two copies overlap. The slots are the
+//! pair's eager slots in the job's segment, and the announcements are ring records: both belong
+//! to the runtime (`comm::engine`). This module is the copying itself.
 
-use std::io::{IoSlice, IoSliceMut};
+use crate::shm::Segment;
 
-use super::channel::Link;
-use super::{Transport, TransportError, window_dst, window_src};
-use crate::shm;
+/// Streamed messages at least this large are copied out of the slots with non-temporal stores:
+/// they do not fit the caches anyway, and ordinary stores would first read every destination
+/// line from memory.
+pub const STREAMING_STORES_FROM: usize = 16 << 20;
 
-/// Double copy through shared memory.
-#[derive(Debug, Clone, Copy)]
-pub struct ShmCopy;
+/// Copies `src` into the slot at `offset` of `segment`.
+///
+/// # Safety
+/// The slot is the caller's: free, and not announced to the receiver until this returns.
+pub unsafe fn fill(segment: &Segment, offset: usize, src: &[u8]) {
+    // SAFETY: the caller's contract.
+    unsafe { crate::shm::copy_in(segment, offset, src) }
+}
 
-impl Transport for ShmCopy {
-    fn name(&self) -> &'static str {
-        "shm-copy"
-    }
-
-    fn unavailable(&self) -> Option<String> {
-        None
-    }
-
-    fn send(&self, link: &Link, src: &[IoSlice<'_>]) -> Result<(), TransportError> {
-        let total: usize = src.iter().map(|s| s.len()).sum();
-        link.send_flow(4, src, false, &|k, _| {
-            let lane = link.out_lane();
-            let (segment, ring) = link.ring(true);
-            let cfg = link.config();
-            let slots = cfg.slots as u32;
-            let mut produced = lane.produced.load();
-            let mut at = 0;
-            while at < total {
-                // Wait for a free slot: fewer than `slots` filled and not yet emptied.
-                link.wait_until(
-                    &lane.consumed,
-                    |c| produced.wrapping_sub(c) < slots,
-                    || link.receiver_gave_up(k),
-                )?;
-                let len = cfg.slot_bytes.min(total - at);
-                let mut offset = ring + (produced % slots) as usize * cfg.slot_bytes;
-                for piece in window_src(src, at, len) {
-                    // SAFETY: the slot is ours until we publish it: the receiver has emptied it
-                    // (`consumed`, Acquire in `wait_until`) and reads it only after `produced`
-                    // below (Release).
-                    unsafe { shm::copy_in(segment, offset, &piece) };
-                    offset += piece.len();
-                }
-                produced = produced.wrapping_add(1);
-                lane.produced.set(produced);
-                at += len;
-            }
-            Ok(())
-        })
-    }
-
-    fn receive(&self, link: &Link, dst: &mut [IoSliceMut<'_>]) -> Result<usize, TransportError> {
-        link.receive_flow(4, dst, None, &mut |k, offer, dst| {
-            let lane = link.in_lane();
-            let (segment, ring) = link.ring(false);
-            let cfg = link.config();
-            let slots = cfg.slots as u32;
-            let mut consumed = lane.consumed.load();
-            let mut at = 0;
-            while at < offer.total {
-                link.wait_until(&lane.produced, |p| p != consumed, || link.sender_gave_up(k))?;
-                let len = cfg.slot_bytes.min(offer.total - at);
-                let mut offset = ring + (consumed % slots) as usize * cfg.slot_bytes;
-                for mut piece in window_dst(dst, at, len) {
-                    // SAFETY: the sender filled this slot before ringing `produced` (Release,
-                    // paired with the Acquire in `wait_until`) and will not touch it again until
-                    // we ring `consumed` below.
-                    unsafe { shm::copy_out(segment, offset, &mut piece) };
-                    offset += piece.len();
-                }
-                consumed = consumed.wrapping_add(1);
-                lane.consumed.set(consumed);
-                at += len;
-            }
-            link.await_pushed(k)
-        })
+/// Copies the slot at `offset` into `dst`, a piece of a `message_len`-byte message, with
+/// non-temporal stores when the whole message is too large to stay in cache.
+///
+/// # Safety
+/// The slot was filled and announced, and stays the caller's until it frees it after this.
+pub unsafe fn empty(segment: &Segment, offset: usize, dst: &mut [u8], message_len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if message_len >= STREAMING_STORES_FROM {
+            crate::shm::copy_out_streaming(segment, offset, dst)
+        } else {
+            crate::shm::copy_out(segment, offset, dst)
+        }
     }
 }

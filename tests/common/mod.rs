@@ -121,20 +121,39 @@ pub fn start_job(
     prepare: fn(usize) -> bool,
     body: fn(&onecopy::World) -> Result<(), String>,
 ) -> Job {
+    start_job_config(n, transport, None, prepare, body)
+}
+
+/// [`start_job`] with the settings `config` for every rank (`None`: each rank reads them from
+/// its environment after `prepare`, as a rank joining a job does).
+pub fn start_job_config(
+    n: usize,
+    transport: &str,
+    config: Option<onecopy::config::Config>,
+    prepare: fn(usize) -> bool,
+    body: fn(&onecopy::World) -> Result<(), String>,
+) -> Job {
     use onecopy::comm::{self, JobSpec};
     use std::sync::atomic::{AtomicU64, Ordering};
     static JOBS: AtomicU64 = AtomicU64::new(0);
-    let segment =
-        onecopy::shm::Segment::create("onecopy-test-job", comm::segment_bytes(n).expect("layout"))
-            .expect("segment");
-    comm::init_segment(&segment, n).expect("init");
+    let given = config;
+    let config = given
+        .clone()
+        .unwrap_or_else(|| onecopy::config::Config::from_env().expect("settings"));
+    let transport: onecopy::transport::TransportChoice = transport.parse().expect("transport");
+    let segment = onecopy::shm::Segment::create(
+        "onecopy-test-job",
+        comm::segment_bytes(n, &config).expect("layout"),
+    )
+    .expect("segment");
+    comm::init_segment(&segment, n, &config).expect("init");
     let unique = JOBS.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("onecopy-job-{}-{unique}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let me = std::process::id() as i32;
     let mut children = Vec::new();
     for rank in 0..n {
-        let (segment, dir, transport) = (&segment, &dir, transport.to_string());
+        let (segment, dir, given) = (&segment, &dir, &given);
         // SAFETY: the child joins the job and runs `body`; it writes a file on failure and exits.
         let child = unsafe {
             Child::fork(move || {
@@ -146,12 +165,20 @@ pub fn start_job(
                     .try_clone()
                     .map_err(|e| e.to_string())
                     .and_then(|segment| {
+                        // Read here, after `prepare`, as a rank reads them when it joins.
+                        let config = match given {
+                            Some(c) => c.clone(),
+                            None => {
+                                onecopy::config::Config::from_env().map_err(|e| e.to_string())?
+                            }
+                        };
                         comm::join(JobSpec {
                             segment,
                             rank,
                             size: n,
                             launcher_pid: me,
                             transport,
+                            config,
                         })
                         .map_err(|e| e.to_string())
                     })
@@ -198,6 +225,28 @@ impl Job {
     }
 }
 
+/// Runs `body` in `n` forked ranks of one job with the settings `config`; returns each rank's
+/// error text, if any.
+pub fn run_job_config(
+    n: usize,
+    transport: &str,
+    config: onecopy::config::Config,
+    body: fn(&onecopy::World) -> Result<(), String>,
+) -> Vec<Option<String>> {
+    outcomes(start_job_config(n, transport, Some(config), |_| true, body))
+}
+
+/// How each rank of `job` ended: `None` for success, else its error text.
+fn outcomes(job: Job) -> Vec<Option<String>> {
+    job.wait(Duration::from_secs(60))
+        .into_iter()
+        .map(|(exit, text)| match exit {
+            Some(onecopy::child::Exit::Code(0)) => None,
+            other => Some(text.unwrap_or_else(|| format!("ended with {other:?}"))),
+        })
+        .collect()
+}
+
 /// Runs `body` in `n` forked ranks of one job; returns each rank's error text, if any.
 pub fn run_job(
     n: usize,
@@ -214,14 +263,7 @@ pub fn run_job_with(
     prepare: fn(usize) -> bool,
     body: fn(&onecopy::World) -> Result<(), String>,
 ) -> Vec<Option<String>> {
-    start_job(n, transport, prepare, body)
-        .wait(Duration::from_secs(60))
-        .into_iter()
-        .map(|(exit, text)| match exit {
-            Some(onecopy::child::Exit::Code(0)) => None,
-            other => Some(text.unwrap_or_else(|| format!("ended with {other:?}"))),
-        })
-        .collect()
+    outcomes(start_job(n, transport, prepare, body))
 }
 
 /// Fails the test with the first rank's error.

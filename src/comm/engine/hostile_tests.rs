@@ -7,11 +7,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::super::ring::Head;
+use super::super::wire::{self, kind};
 use super::super::{CommError, JobSpec, Universe, init_segment, join, segment_bytes};
-use super::{ANY, Engine, kind, ring_of, wire};
+use super::records::ring_of;
+use super::{Engine, RecvBuf, Want};
 use crate::child::{Child, Exit};
-use crate::comm::ring::{CELL, Cells};
+use crate::comm::ring::{CELL, Cells, HEADER, WORDS};
+use crate::config::Config;
 use crate::shm::Segment;
+use crate::transport::{Mechanism, TransportChoice};
 use std::sync::atomic::Ordering;
 
 const WINDOWS: usize = 4;
@@ -35,7 +40,7 @@ impl Garbage {
 }
 
 /// One garbage record: kind, tag, length word and payload.
-fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (u8, i32, u32, Vec<u8>) {
+fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (Head, Vec<u8>) {
     let any = g.next();
     let id = g.pick(&[0u32, 1, 2, 255, 256, u32::MAX, any as u32]);
     let addr = g.pick(&[
@@ -87,8 +92,10 @@ fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (u8, i32, u32,
         kind::RTS => bytemuck::bytes_of(&wire::Rts {
             len: len64,
             send_id: id,
-            flags: g.pick(&[0u32, wire::RTS_STREAM, any as u32]),
+            how: g.pick(&[0u32, 1, 2, 3, 4, 5, 6, 7, any as u32]),
             addr,
+            pipe_fd: g.pick(&[0u32, 1, 2, 3, 4, 5, 100, any as u32]),
+            _pad: 0,
         })
         .to_vec(),
         kind::CTS => bytemuck::bytes_of(&wire::Cts {
@@ -120,7 +127,16 @@ fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (u8, i32, u32,
             .map(|_| g.next() as u8)
             .collect(),
     };
-    (k, tag, len, payload)
+    let head = Head {
+        kind: k,
+        tag,
+        len,
+        // Mostly the victim's context, so that messages match; sometimes another, or a
+        // collective one.
+        context: g.pick(&[0u32, 0, 0, 1, 2, any as u32]),
+        sync: g.pick(&[0u32, 0, 1, any as u32]),
+    };
+    (head, payload)
 }
 
 /// Raw garbage over the ring towards rank 1 and over the eager slots: sometimes a header the
@@ -128,10 +144,10 @@ fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (u8, i32, u32,
 /// length, followed by random bytes over the next cells (whose first words a reader may take for
 /// the next records' headers).
 fn scribble(engine: &Engine, g: &mut Garbage) {
-    let ring = ring_of(&engine.world, 0, 1);
+    let ring = ring_of(&engine.job.segment, 0, 1);
     let cap = ring.capacity();
     let cells = (g.next() % 8) as usize + 1;
-    let bytes: Vec<u8> = (0..cells * CELL - 16).map(|_| g.next() as u8).collect();
+    let bytes: Vec<u8> = (0..cells * CELL - HEADER).map(|_| g.next() as u8).collect();
     // Payload bytes first: they run over the following cells' header words, as real ones do.
     // SAFETY: the bytes lie inside the ring (at most 8 cells of at least 64); the reader takes
     // nothing from cell 0 before its sequence word, stored last, says so.
@@ -140,19 +156,19 @@ fn scribble(engine: &Engine, g: &mut Garbage) {
         let cell = (g.next() % cap as u64) as usize;
         ring.store(
             cell,
-            (g.next() % 4) as usize,
+            (g.next() % WORDS as u64) as usize,
             g.next() as u32,
             Ordering::Relaxed,
         );
     }
-    let slots = engine.world.layout.eager_slots;
+    let slots = engine.job.segment.layout.eager_slots;
     for _ in 0..g.next() % 3 {
         let slot = (g.next() % slots as u64) as usize;
-        let (state, offset) = engine.world.eager_slot(0, 1, slot);
+        let (state, offset) = engine.job.segment.eager_slot(0, 1, slot);
         state.store(g.next() as u32 % 3, Ordering::Relaxed);
         let junk: Vec<u8> = (0..64).map(|_| g.next() as u8).collect();
         // SAFETY: the slot belongs to the pair 0 → 1, whose sender this process is.
-        unsafe { crate::shm::copy_in(&engine.world.segment, offset, &junk) };
+        unsafe { crate::shm::copy_in(&engine.job.segment.segment, offset, &junk) };
     }
     let any = g.next() as u32;
     let meta = g.pick(&[
@@ -169,10 +185,12 @@ fn scribble(engine: &Engine, g: &mut Garbage) {
     ring.store(0, 2, g.next() as u32, Ordering::Relaxed);
     let len = g.pick(&[0, 1, 48, 4096, u32::MAX, any]);
     ring.store(0, 3, len, Ordering::Relaxed);
+    ring.store(0, 4, g.pick(&[0, 0, 1, any]), Ordering::Relaxed);
+    ring.store(0, 5, g.pick(&[0, 0, 1, any]), Ordering::Relaxed);
     let seq = g.pick(&[1u32, 1, 1, 0, 2, any]);
     // Release: the scribbles above are what a reader that sees `seq` reads.
     ring.store(0, 0, seq, Ordering::Release);
-    engine.world.rank(1).bell.notify();
+    engine.job.segment.rank(1).bell.notify();
 }
 
 /// Rank 0: sends `records` garbage records (or scribbles over the ring if `records` is 0), then
@@ -181,14 +199,15 @@ fn hostile(u: &Universe, seed: u64, records: usize) -> i32 {
     let own = vec![0x3Cu8; CAP];
     let mut g = Garbage(seed);
     {
-        let mut engine = u.world.shared.engine.borrow_mut();
-        let slots = engine.world.layout.eager_slots as u64;
+        let world = u.world();
+        let mut engine = world.core.rt.engine();
+        let slots = engine.job.segment.layout.eager_slots as u64;
         if records == 0 {
             scribble(&engine, &mut g);
         }
         for _ in 0..records {
-            let (k, tag, len, payload) = garbage_record(&mut g, own.as_ptr() as u64, slots);
-            while !engine.try_record(1, k, tag, len, &[&payload]) {
+            let (head, payload) = garbage_record(&mut g, own.as_ptr() as u64, slots);
+            while !engine.try_record(1, head, &[&payload]) {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -204,13 +223,19 @@ fn hostile(u: &Universe, seed: u64, records: usize) -> i32 {
 fn victim(u: &Universe, patience: Duration) -> String {
     let mut mem = vec![GUARD_BYTE; GUARD + WINDOWS * (CAP + GUARD)];
     let base = mem.as_mut_ptr();
-    let mut engine = u.world.shared.engine.borrow_mut();
+    let world = u.world();
+    let mut engine = world.core.rt.engine();
     let mut ids = Vec::new();
     for w in 0..WINDOWS {
         // SAFETY: window `w` lies inside `mem`, which outlives every use of it by the engine (this
         // function returns only after the last `progress`, and the process then exits).
         let ptr = unsafe { base.add(GUARD + w * (CAP + GUARD)) };
-        match engine.post_receive(0, ANY, ptr, CAP) {
+        let want = Want {
+            context: 0,
+            source: Some(0),
+            tag: None,
+        };
+        match engine.post_receive(want, RecvBuf::plain(ptr, CAP)) {
             Ok(id) => ids.push(id),
             Err(e) => return format!("BAD: post_receive failed: {e}"),
         }
@@ -241,7 +266,7 @@ fn victim(u: &Universe, patience: Duration) -> String {
     }
     for r in &results {
         match r {
-            Ok(st) if st.count_bytes > CAP => return format!("BAD: delivered {st:?} into {CAP}"),
+            Ok(st) if st.count_bytes() > CAP => return format!("BAD: delivered {st:?} into {CAP}"),
             Err(e) if !names_rank_0(e) => return format!("BAD: request error {e}"),
             _ => {}
         }
@@ -282,15 +307,20 @@ fn run_hostile_jobs(jobs: u64, records: usize) -> BTreeMap<String, usize> {
     std::fs::create_dir_all(&dir).expect("temp dir");
     for job in 0..jobs {
         let seed = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(job + 1) | 1;
-        let transport = ["cma-read", "cma-split", "shm-copy"][(job % 3) as usize];
-        let segment =
-            Segment::create("onecopy-hostile", segment_bytes(2).expect("layout")).expect("segment");
-        init_segment(&segment, 2).expect("init");
+        let mechanism = Mechanism::ALL[(job % 6) as usize];
+        let transport = TransportChoice::Named(mechanism);
+        let config = Config::default();
+        let segment = Segment::create(
+            "onecopy-hostile",
+            segment_bytes(2, &config).expect("layout"),
+        )
+        .expect("segment");
+        init_segment(&segment, 2, &config).expect("init");
         let me = std::process::id() as i32;
         let verdict_file = dir.join(format!("job-{job}"));
         let mut ranks = Vec::new();
         for rank in 0..2 {
-            let (segment, verdict_file) = (&segment, &verdict_file);
+            let (segment, verdict_file, config) = (&segment, &verdict_file, &config);
             // SAFETY: the child joins the job, plays its part and exits; nothing it touches is
             // shared with the parent's threads but the segment and the verdict file.
             let child = unsafe {
@@ -304,7 +334,8 @@ fn run_hostile_jobs(jobs: u64, records: usize) -> BTreeMap<String, usize> {
                                 rank,
                                 size: 2,
                                 launcher_pid: me,
-                                transport: transport.into(),
+                                transport,
+                                config: config.clone(),
                             })
                             .map_err(|e| e.to_string())
                         });

@@ -1,10 +1,35 @@
 //! The environment contract between the launcher and its ranks: the variables `onecopy run` sets
-//! in every rank, and their parsing on the rank's side.
+//! in every rank, and their parsing on the rank's side. The launcher writes them
+//! ([`crate::launch`]); the runtime reads them when a rank joins ([`crate::comm::initialize`]).
 
 use std::ffi::OsString;
 use std::os::fd::RawFd;
 
-use super::{LaunchError, MAX_RANKS, TransportChoice};
+use super::MAX_RANKS;
+use crate::transport::TransportChoice;
+
+/// A rank's environment is incomplete or holds values the launcher never writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// A rank variable is missing while others are set.
+    #[error(
+        "{var} is not set, though other ONECOPY_ variables are; start ranks with `onecopy run`"
+    )]
+    MissingVariable {
+        /// The variable.
+        var: &'static str,
+    },
+    /// A rank variable holds something the launcher never writes.
+    #[error("{var}='{value}' is invalid: {why}; start ranks with `onecopy run`")]
+    InvalidVariable {
+        /// The variable.
+        var: &'static str,
+        /// Its value (lossily decoded).
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
 
 /// This rank's number, `0..ONECOPY_SIZE`.
 pub const VAR_RANK: &str = "ONECOPY_RANK";
@@ -14,7 +39,7 @@ pub const VAR_SIZE: &str = "ONECOPY_SIZE";
 pub const VAR_SEGMENT_FD: &str = "ONECOPY_SEGMENT_FD";
 /// The launcher's pid (what a rank names in `PR_SET_PTRACER`).
 pub const VAR_LAUNCHER_PID: &str = "ONECOPY_LAUNCHER_PID";
-/// `auto` or a transport name from [`crate::transport::NAMES`].
+/// `auto` or a mechanism name from [`crate::transport::NAMES`].
 pub const VAR_TRANSPORT: &str = "ONECOPY_TRANSPORT";
 
 /// What a rank learns from the launcher through its environment.
@@ -36,31 +61,31 @@ pub struct RankEnv {
 /// (none of the variables is set), an error when they are incomplete or malformed.
 ///
 /// ```
-/// match onecopy::launch::rank_env() {
+/// match onecopy::comm::env::rank_env() {
 ///     Ok(Some(env)) => println!("rank {} of {}", env.rank, env.size),
 ///     Ok(None) => println!("not under onecopy run: a job of one"),
 ///     Err(e) => eprintln!("{e}"),
 /// }
 /// ```
-pub fn rank_env() -> Result<Option<RankEnv>, LaunchError> {
+pub fn rank_env() -> Result<Option<RankEnv>, EnvError> {
     rank_env_from(|var| std::env::var_os(var))
 }
 
 /// [`rank_env`] with the variables looked up by `lookup` instead of in the environment.
 pub fn rank_env_from(
     lookup: impl Fn(&str) -> Option<OsString>,
-) -> Result<Option<RankEnv>, LaunchError> {
+) -> Result<Option<RankEnv>, EnvError> {
     let required = [VAR_RANK, VAR_SIZE, VAR_SEGMENT_FD, VAR_LAUNCHER_PID];
     if required.iter().all(|var| lookup(var).is_none()) {
         return Ok(None);
     }
-    let get = |var: &'static str| -> Result<String, LaunchError> {
-        let value = lookup(var).ok_or(LaunchError::MissingVariable { var })?;
+    let get = |var: &'static str| -> Result<String, EnvError> {
+        let value = lookup(var).ok_or(EnvError::MissingVariable { var })?;
         value
             .into_string()
             .map_err(|v| invalid(var, &v.to_string_lossy(), "not UTF-8"))
     };
-    let number = |var: &'static str| -> Result<u64, LaunchError> {
+    let number = |var: &'static str| -> Result<u64, EnvError> {
         let text = get(var)?;
         text.parse::<u64>()
             .map_err(|_| invalid(var, &text, "not a non-negative decimal integer"))
@@ -112,8 +137,8 @@ pub fn rank_env_from(
     }))
 }
 
-fn invalid(var: &'static str, value: &str, why: &str) -> LaunchError {
-    LaunchError::InvalidVariable {
+fn invalid(var: &'static str, value: &str, why: &str) -> EnvError {
+    EnvError::InvalidVariable {
         var,
         value: value.to_string(),
         why: why.to_string(),

@@ -1,0 +1,316 @@
+//! Collectives on intercommunicators (MPI-2's forms): what one group contributes, the other
+//! receives. Data crosses between the groups in the intercommunicator's collective context;
+//! the steps inside one group (a barrier, a reduction to the group's leader, a broadcast from
+//! it) run on the intercommunicator's private communicator of that group.
+//!
+//! | collective | how |
+//! | --- | --- |
+//! | barrier | each group's barrier, the leaders' exchange, each group's barrier again |
+//! | broadcast | the root sends to the other group's leader, which broadcasts in its group |
+//! | reduce | the other group reduces to its leader, which sends the result to the root |
+//! | all-reduce | each group reduces to its leader, the leaders exchange, each broadcasts |
+//! | gather, scatter (and varcount) | every rank of the other group with the root directly |
+//! | all-gather, all-to-all (and varcount) | every rank with every rank of the other group |
+
+use bytemuck::Pod;
+
+use super::{
+    AtRoot, Operation, bytes, bytes_mut, equal_blocks, exchange, exchange_all, invalid, ranges,
+    receive, send, tag,
+};
+use crate::comm::{CommCore, CommError, PROC_NULL, Process, ROOT, Rank};
+
+/// A rooted collective on an intercommunicator, as one rank sees it.
+pub(crate) enum Side<'a> {
+    /// This rank is the root (it named itself [`ROOT`]).
+    Root(&'a CommCore),
+    /// Another rank of the root's group (it named [`PROC_NULL`]): no part to play.
+    Idle,
+    /// A rank of the other group; the root is `root` of the remote group.
+    Leaf(&'a CommCore, Rank),
+}
+
+/// How the rank calling a rooted collective on `p`'s communicator takes part; `None` for an
+/// intracommunicator.
+pub(crate) fn side<'a>(p: &Process<'a>) -> Option<Side<'a>> {
+    let core: &'a CommCore = p.core();
+    if !core.is_inter() {
+        return None;
+    }
+    Some(match p.rank() {
+        ROOT => Side::Root(core),
+        PROC_NULL => Side::Idle,
+        r => Side::Leaf(core, r),
+    })
+}
+
+/// The intercommunicator's private communicator of this rank's group.
+fn local(c: &CommCore) -> Result<&CommCore, CommError> {
+    c.local_comm
+        .as_ref()
+        .map(|l| &*l.core)
+        .ok_or_else(|| CommError::Config("an intercommunicator without its local group".into()))
+}
+
+/// `root` checked to be a rank of the remote group.
+fn remote_root(c: &CommCore, root: Rank) -> Result<Rank, CommError> {
+    c.world_of(root)?;
+    Ok(root)
+}
+
+pub(crate) fn barrier(c: &CommCore) -> Result<(), CommError> {
+    let l = local(c)?;
+    super::barrier(l)?;
+    if l.rank() == 0 {
+        exchange(c, 0, &[], 0, &mut [], tag::BARRIER)?;
+    }
+    super::barrier(l)
+}
+
+pub(crate) fn broadcast_into<T: Pod>(side: Side<'_>, buf: &mut [T]) -> Result<(), CommError> {
+    match side {
+        Side::Root(c) => send(c, 0, tag::BCAST, bytes(buf)),
+        Side::Idle => Ok(()),
+        Side::Leaf(c, root) => {
+            let root = remote_root(c, root)?;
+            let l = local(c)?;
+            if l.rank() == 0 {
+                receive(c, root, tag::BCAST, bytes_mut(buf))?;
+            }
+            AtRoot { comm: l, root: 0 }.broadcast_into(buf)
+        }
+    }
+}
+
+/// The root receives into `recv` the reduction of the other group's `send`s.
+pub(crate) fn reduce_into<T: Pod, O: Operation<T>>(
+    side: Side<'_>,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+) -> Result<(), CommError> {
+    match side {
+        Side::Root(c) => receive(c, 0, tag::REDUCE, bytes_mut(recv)),
+        Side::Idle => Ok(()),
+        Side::Leaf(c, root) => {
+            let root = remote_root(c, root)?;
+            let l = local(c)?;
+            let at = AtRoot { comm: l, root: 0 };
+            if l.rank() == 0 {
+                let mut acc = vec![T::zeroed(); send.len()];
+                at.reduce_into_root(send, &mut acc, op)?;
+                super::send(c, root, tag::REDUCE, bytes(&acc))
+            } else {
+                at.reduce_into(send, op)
+            }
+        }
+    }
+}
+
+/// Every rank receives into `recv` the reduction of the other group's `send`s.
+pub(crate) fn all_reduce_into<T: Pod, O: Operation<T>>(
+    c: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+    op: &O,
+) -> Result<(), CommError> {
+    if recv.len() != send.len() {
+        return Err(invalid(format!(
+            "all_reduce_into: {} receive elements for {} sent",
+            recv.len(),
+            send.len()
+        )));
+    }
+    let l = local(c)?;
+    let at = AtRoot { comm: l, root: 0 };
+    if l.rank() == 0 {
+        let mut ours = vec![T::zeroed(); send.len()];
+        at.reduce_into_root(send, &mut ours, op)?;
+        exchange(c, 0, bytes(&ours), 0, bytes_mut(recv), tag::ALLREDUCE)?;
+    } else {
+        at.reduce_into(send, op)?;
+    }
+    at.broadcast_into(recv)
+}
+
+/// The root's `recv` gets every remote rank's `send`, in rank order (each sends its own).
+pub(crate) fn gather_into<T: Pod>(
+    side: Side<'_>,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<(), CommError> {
+    if let Side::Root(c) = side {
+        let n = c.target_size() as usize;
+        if n == 0 || !recv.len().is_multiple_of(n) {
+            return Err(invalid(format!(
+                "gather_into_root: {} receive elements for {n} remote ranks",
+                recv.len()
+            )));
+        }
+        let (counts, displs) = equal_blocks(n, recv.len() / n);
+        return gather_varcount_into_root(Side::Root(c), recv, &counts, &displs);
+    }
+    gather_varcount_into(side, send)
+}
+
+pub(crate) fn gather_varcount_into_root<T: Pod>(
+    side: Side<'_>,
+    recv: &mut [T],
+    counts: &[usize],
+    displs: &[usize],
+) -> Result<(), CommError> {
+    let Side::Root(c) = side else {
+        return Err(invalid(
+            "gather_varcount_into_root on an intercommunicator is for the root (ROOT)",
+        ));
+    };
+    let n = c.target_size() as usize;
+    let blocks = ranges::<T>(n, counts, displs, recv.len(), "gather_varcount_into_root")?;
+    let parts = super::disjoint_mut(bytes_mut(recv), &blocks)?;
+    let recvs = parts.into_iter().enumerate().map(|(i, p)| (i as Rank, p));
+    exchange_all(c, tag::GATHER, recvs, std::iter::empty(), None)
+}
+
+pub(crate) fn gather_varcount_into<T: Pod>(side: Side<'_>, send: &[T]) -> Result<(), CommError> {
+    match side {
+        Side::Root(_) => Err(invalid(
+            "gather_varcount_into on an intercommunicator is for the ranks of the other group",
+        )),
+        Side::Idle => Ok(()),
+        Side::Leaf(c, root) => super::send(c, remote_root(c, root)?, tag::GATHER, bytes(send)),
+    }
+}
+
+/// The root's `send` holds one block per remote rank; each gets its own in `recv`.
+pub(crate) fn scatter_into<T: Pod>(
+    side: Side<'_>,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<(), CommError> {
+    if let Side::Root(c) = side {
+        let n = c.target_size() as usize;
+        if n == 0 || !send.len().is_multiple_of(n) {
+            return Err(invalid(format!(
+                "scatter_into_root: {} send elements for {n} remote ranks",
+                send.len()
+            )));
+        }
+        let (counts, displs) = equal_blocks(n, send.len() / n);
+        return scatter_varcount_into_root(Side::Root(c), send, &counts, &displs);
+    }
+    scatter_varcount_into(side, recv)
+}
+
+pub(crate) fn scatter_varcount_into_root<T: Pod>(
+    side: Side<'_>,
+    send: &[T],
+    counts: &[usize],
+    displs: &[usize],
+) -> Result<(), CommError> {
+    let Side::Root(c) = side else {
+        return Err(invalid(
+            "scatter_varcount_into_root on an intercommunicator is for the root (ROOT)",
+        ));
+    };
+    let n = c.target_size() as usize;
+    let blocks = ranges::<T>(n, counts, displs, send.len(), "scatter_varcount_into_root")?;
+    let send = bytes(send);
+    super::send_all(
+        c,
+        tag::SCATTER,
+        blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as Rank, &send[b.clone()])),
+    )
+}
+
+pub(crate) fn scatter_varcount_into<T: Pod>(
+    side: Side<'_>,
+    recv: &mut [T],
+) -> Result<(), CommError> {
+    match side {
+        Side::Root(_) => Err(invalid(
+            "scatter_into on an intercommunicator is for the ranks of the other group",
+        )),
+        Side::Idle => Ok(()),
+        Side::Leaf(c, root) => receive(c, remote_root(c, root)?, tag::SCATTER, bytes_mut(recv)),
+    }
+}
+
+/// Every rank's `send` goes to every rank of the other group; `recv` holds the other group's,
+/// in rank order.
+pub(crate) fn all_gather_into<T: Pod>(
+    c: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<(), CommError> {
+    let n = c.target_size() as usize;
+    if recv.len() != n * send.len() {
+        return Err(invalid(format!(
+            "all_gather_into: {} receive elements for {n} remote ranks of {}",
+            recv.len(),
+            send.len()
+        )));
+    }
+    let (counts, displs) = equal_blocks(n, send.len());
+    all_gather_varcount_into(c, send, recv, &counts, &displs)
+}
+
+pub(crate) fn all_gather_varcount_into<T: Pod>(
+    c: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+    counts: &[usize],
+    displs: &[usize],
+) -> Result<(), CommError> {
+    let n = c.target_size() as usize;
+    let blocks = ranges::<T>(n, counts, displs, recv.len(), "all_gather_varcount_into")?;
+    let parts = super::disjoint_mut(bytes_mut(recv), &blocks)?;
+    let recvs = parts.into_iter().enumerate().map(|(i, p)| (i as Rank, p));
+    let out = bytes(send);
+    let sends = (0..n).map(|k| (((c.rank() as usize + k) % n) as Rank, out));
+    exchange_all(c, tag::ALLGATHER, recvs, sends, None)
+}
+
+/// Block `j` of `send` goes to rank `j` of the other group, which stores it as block `i` (this
+/// rank's) of its `recv`.
+pub(crate) fn all_to_all_into<T: Pod>(
+    c: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+) -> Result<(), CommError> {
+    let n = c.target_size() as usize;
+    if n == 0 || !send.len().is_multiple_of(n) || recv.len() != send.len() {
+        return Err(invalid(format!(
+            "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
+            send.len(),
+            recv.len()
+        )));
+    }
+    let (counts, displs) = equal_blocks(n, send.len() / n);
+    all_to_all_varcount_into(c, send, &counts, &displs, recv, &counts, &displs)
+}
+
+pub(crate) fn all_to_all_varcount_into<T: Pod>(
+    c: &CommCore,
+    send: &[T],
+    send_counts: &[usize],
+    send_displs: &[usize],
+    recv: &mut [T],
+    recv_counts: &[usize],
+    recv_displs: &[usize],
+) -> Result<(), CommError> {
+    let n = c.target_size() as usize;
+    let out = ranges::<T>(n, send_counts, send_displs, send.len(), "all_to_all (send)")?;
+    let inn = ranges::<T>(n, recv_counts, recv_displs, recv.len(), "all_to_all (recv)")?;
+    let parts = super::disjoint_mut(bytes_mut(recv), &inn)?;
+    let recvs = parts.into_iter().enumerate().map(|(i, p)| (i as Rank, p));
+    let send = bytes(send);
+    let r = c.rank() as usize;
+    let sends = (0..n).map(|k| {
+        let d = (r + k) % n;
+        (d as Rank, &send[out[d].clone()])
+    });
+    exchange_all(c, tag::ALLTOALL, recvs, sends, None)
+}
