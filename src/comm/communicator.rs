@@ -80,6 +80,8 @@ pub enum MergeOrder {
 pub struct CommCore {
     pub(crate) rt: Rc<Runtime>,
     pub(crate) id: u32,
+    /// The generation of this use of `id` (see [`super::context`]).
+    pub(crate) generation: u32,
     pub(crate) local: Rc<Members>,
     /// The other group, for an intercommunicator.
     pub(crate) remote: Option<Rc<Members>>,
@@ -127,10 +129,12 @@ pub(crate) fn receive_tag(tag: Option<Tag>) -> Result<Option<Tag>, CommError> {
 }
 
 impl CommCore {
-    /// A core for `local` (and `remote`, for an intercommunicator) with id `id`.
+    /// A core for `local` (and `remote`, for an intercommunicator) with id `id` of generation
+    /// `generation`.
     pub(crate) fn new(
         rt: Rc<Runtime>,
         id: u32,
+        generation: u32,
         local: Members,
         remote: Option<Members>,
         name: &str,
@@ -141,6 +145,7 @@ impl CommCore {
         Ok(CommCore {
             rt,
             id,
+            generation,
             local: Rc::new(local),
             remote: remote.map(Rc::new),
             rank,
@@ -175,11 +180,11 @@ impl CommCore {
     }
 
     pub(crate) fn p2p_context(&self) -> u32 {
-        context::p2p(self.id)
+        context::p2p(self.id, self.generation)
     }
 
     pub(crate) fn coll_context(&self) -> u32 {
-        context::coll(self.id)
+        context::coll(self.id, self.generation)
     }
 
     /// The world rank of target rank `rank`.
@@ -620,6 +625,14 @@ impl sealed::AsCore for SimpleCommunicator {
 }
 
 impl Communicator for SimpleCommunicator {}
+
+impl<C: sealed::AsCore + ?Sized> sealed::AsCore for &C {
+    fn core(&self) -> &Rc<CommCore> {
+        (**self).core()
+    }
+}
+
+impl<C: Communicator + ?Sized> Communicator for &C {}
 
 impl SimpleCommunicator {
     pub(crate) fn from_core(core: CommCore) -> SimpleCommunicator {

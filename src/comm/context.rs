@@ -10,6 +10,13 @@
 //! no probed message kept; messages that arrived for it unreceived are dropped then (and a large
 //! one's sender told). At most [`MAX_COMMUNICATORS`] communicators exist at once in a process;
 //! past that, creating one is [`CommError::ContextsExhausted`](super::CommError) on every rank.
+//!
+//! A context also carries a generation, so that a message still on its way for a freed
+//! communicator never reaches a later one with the same id. Each rank counts the communicators it
+//! has helped make; a new one takes the highest count of its makers plus one, so every
+//! communicator a rank belongs to has a higher generation than the ones it belonged to before
+//! with that id. A message whose generation is older than the rank's latest for its id is
+//! dropped on arrival. On the wire a context is `generation << 13 | id << 1 | collective`.
 
 /// The most communicators (world and self included) alive at once in a process.
 pub const MAX_COMMUNICATORS: usize = 4096;
@@ -25,19 +32,39 @@ pub(crate) const WORLD: u32 = 0;
 /// The id of the communicator of this process alone.
 pub(crate) const SELF: u32 = 1;
 
-/// The point-to-point context of communicator `id`.
-pub(crate) fn p2p(id: u32) -> u32 {
-    id << 1
+/// Generations wrap at this many (they fill the context's bits above the id).
+pub(crate) const GENERATIONS: u32 = 1 << 19;
+
+/// The point-to-point context of communicator `id` of generation `generation`.
+pub(crate) fn p2p(id: u32, generation: u32) -> u32 {
+    (generation % GENERATIONS) << 13 | id << 1
 }
 
-/// The collective context of communicator `id`.
-pub(crate) fn coll(id: u32) -> u32 {
-    id << 1 | 1
+/// The collective context of communicator `id` of generation `generation`.
+pub(crate) fn coll(id: u32, generation: u32) -> u32 {
+    p2p(id, generation) | 1
 }
 
 /// Whether `context` is a communicator's collective context.
 pub(crate) fn is_collective(context: u32) -> bool {
     context & 1 == 1
+}
+
+/// The communicator id of `context`.
+pub(crate) fn id_of(context: u32) -> u32 {
+    (context >> 1) & (MAX_COMMUNICATORS as u32 - 1)
+}
+
+/// The generation of `context`.
+pub(crate) fn generation_of(context: u32) -> u32 {
+    context >> 13
+}
+
+/// Whether generation `g` came before `latest` (counting round the wrap: the half of the
+/// circle ahead of `latest` is taken as newer).
+pub(crate) fn older(g: u32, latest: u32) -> bool {
+    let behind = latest.wrapping_sub(g) % GENERATIONS;
+    behind != 0 && behind < GENERATIONS / 2
 }
 
 /// This process's ids.
@@ -46,6 +73,8 @@ pub(crate) struct ContextIds {
     free: Mask,
     /// Freed by their communicators, not yet free: something may still refer to them.
     draining: Vec<u32>,
+    /// How many communicators this rank has helped make (the generation of the latest).
+    pub clock: u32,
 }
 
 impl Default for ContextIds {
@@ -53,6 +82,7 @@ impl Default for ContextIds {
         let mut ids = ContextIds {
             free: [u64::MAX; WORDS],
             draining: Vec::new(),
+            clock: 0,
         };
         ids.take(WORLD);
         ids.take(SELF);
@@ -132,6 +162,19 @@ mod tests {
             a.reclaim(|_| false).is_empty(),
             "the world's id is never freed"
         );
+        // Contexts keep their id, generation and kind apart.
+        for (id, g) in [
+            (0, 0),
+            (5, 1),
+            (4095, GENERATIONS - 1),
+            (17, GENERATIONS + 3),
+        ] {
+            let (p, c) = (p2p(id, g), coll(id, g));
+            assert_eq!((id_of(p), id_of(c)), (id, id));
+            assert_eq!(generation_of(p), g % GENERATIONS);
+            assert!(!is_collective(p) && is_collective(c));
+        }
+        assert!(older(3, 4) && older(GENERATIONS - 1, 2) && !older(4, 4) && !older(5, 4));
         let mut full = ContextIds::default();
         for id in 0..MAX_COMMUNICATORS as u32 {
             full.take(id);

@@ -1,7 +1,8 @@
 //! Making communicators: duplicate, split, create from a group, intercommunicators and their
-//! merge. Each agrees on a new context id ([`super::context`]) with the ranks that take part,
-//! using a few small exchanges of its own in the parent's collective context (a gather to a
-//! leader and a broadcast back), so that communicators are made with nothing above this layer.
+//! merge. Each agrees on a new context id and generation ([`super::context`]) with the ranks
+//! that take part, using a few small exchanges of its own in the parent's collective context (a
+//! gather to a leader and a broadcast back), so that communicators are made with nothing above
+//! this layer.
 
 use std::rc::Rc;
 
@@ -52,6 +53,25 @@ fn receive_blob(core: &CommCore, rank: Rank, context: u32, tag: Tag) -> Result<V
     Ok(data)
 }
 
+/// Sends `offer` to the other leader (`rank` of `core`, in `context` with `tag`) while receiving
+/// the other leader's; both leaders do the same, so neither may wait for its send first.
+fn trade(
+    core: &CommCore,
+    rank: Rank,
+    context: u32,
+    tag: Tag,
+    offer: &[u8],
+) -> Result<Vec<u8>, CommError> {
+    let dest = core.world_of(rank)?;
+    let sent = core
+        .rt
+        .engine()
+        .post_send(dest, context, tag, SendBuf::of(offer), false)?;
+    let theirs = receive_blob(core, rank, context, tag);
+    core.rt.wait(sent)?;
+    theirs
+}
+
 /// Every rank's `mine`, at `root` (in rank order); `None` elsewhere.
 fn gather(core: &CommCore, root: Rank, mine: &[u8]) -> Result<Option<Vec<Vec<u8>>>, CommError> {
     let ctx = core.coll_context();
@@ -95,59 +115,133 @@ fn broadcast(core: &CommCore, root: Rank, data: Vec<u8>) -> Result<Vec<u8>, Comm
     Ok(data)
 }
 
-fn mask_bytes(mask: &Mask) -> &[u8] {
-    bytemuck::cast_slice(mask)
+/// What a rank brings to an agreement: the ids free here and how many communicators it has
+/// helped make.
+#[derive(Debug, Clone, Copy)]
+struct Offer {
+    free: Mask,
+    clock: u32,
 }
 
-fn mask_of(bytes: &[u8]) -> Result<Mask, CommError> {
-    let words: &[u64] = bytemuck::try_cast_slice(bytes)
-        .ok()
-        .filter(|w: &&[u64]| w.len() == context::WORDS)
-        .ok_or_else(|| CommError::Config("a communicator id mask of the wrong size".into()))?;
-    let mut mask = [0u64; context::WORDS];
-    mask.copy_from_slice(words);
-    Ok(mask)
-}
+/// Bytes of an encoded [`Offer`].
+const OFFER_BYTES: usize = 8 * context::WORDS + 4;
 
-/// The bitwise AND of every rank's free ids, at `root` (`None` elsewhere).
-fn and_at(core: &CommCore, root: Rank) -> Result<Option<Mask>, CommError> {
-    let mine = core.rt.free_ids()?;
-    let Some(all) = gather(core, root, mask_bytes(&mine))? else {
-        return Ok(None);
-    };
-    let mut and = [u64::MAX; context::WORDS];
-    for bytes in all {
-        and = context::and(&and, &mask_of(&bytes)?);
+impl Offer {
+    /// This rank's offer.
+    fn mine(core: &CommCore) -> Result<Offer, CommError> {
+        let free = core.rt.free_ids()?;
+        let clock = core.rt.contexts.borrow().clock;
+        Ok(Offer { free, clock })
     }
-    Ok(Some(and))
+
+    /// The offer of a group: ids free in both, the higher clock.
+    fn and(self, other: Offer) -> Offer {
+        Offer {
+            free: context::and(&self.free, &other.free),
+            clock: self.clock.max(other.clock),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = bytemuck::cast_slice(&self.free).to_vec();
+        out.extend(self.clock.to_le_bytes());
+        out
+    }
+
+    fn of(bytes: &[u8]) -> Result<Offer, CommError> {
+        let bad = || CommError::Config("a malformed offer in the making of a communicator".into());
+        if bytes.len() != OFFER_BYTES {
+            return Err(bad());
+        }
+        let mut free = [0u64; context::WORDS];
+        for (w, chunk) in free.iter_mut().zip(bytes.chunks(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().map_err(|_| bad())?);
+        }
+        let clock = u32::from_le_bytes(bytes[OFFER_BYTES - 4..].try_into().map_err(|_| bad())?);
+        Ok(Offer { free, clock })
+    }
+
+    /// What the makers take: the lowest id free everywhere, and a generation above every
+    /// maker's clock; `None` when no id is free everywhere.
+    fn decide(&self) -> Option<Agreed> {
+        ContextIds::lowest(&self.free).map(|id| Agreed {
+            id,
+            generation: self.clock.wrapping_add(1),
+        })
+    }
 }
 
-/// The lowest id of `mask`, or the error every rank then reports.
-fn lowest(mask: &Mask) -> Result<u32, CommError> {
-    ContextIds::lowest(mask).ok_or(CommError::ContextsExhausted {
-        limit: context::MAX_COMMUNICATORS,
-    })
+/// The id and generation a new communicator takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Agreed {
+    pub id: u32,
+    pub generation: u32,
 }
 
-/// An id free on every rank of intracommunicator `core`, agreed by all and taken here.
-fn agree_id(core: &CommCore) -> Result<u32, CommError> {
-    let at_root = and_at(core, 0)?;
-    let chosen = match at_root {
-        Some(mask) => lowest(&mask).map_or(u32::MAX, |id| id),
-        None => 0,
-    };
-    let id = u32::from_le_bytes(
-        broadcast(core, 0, chosen.to_le_bytes().to_vec())?
-            .try_into()
-            .map_err(|_| CommError::Config("a malformed communicator id".into()))?,
-    );
-    if id == u32::MAX {
+/// The id that says "none was free" in an answer.
+const NONE_FREE: u32 = u32::MAX;
+
+/// An answer as bytes: the decision (or [`NONE_FREE`]), then `extra`.
+fn answer_bytes(decided: Option<Agreed>, extra: &[u8]) -> Vec<u8> {
+    let (id, generation) = decided.map_or((NONE_FREE, 0), |a| (a.id, a.generation));
+    let mut out = id.to_le_bytes().to_vec();
+    out.extend(generation.to_le_bytes());
+    out.extend(extra);
+    out
+}
+
+/// An answer's decision and extra bytes; the error every rank reports when no id was free.
+fn answer_of(bytes: &[u8]) -> Result<(Agreed, &[u8]), CommError> {
+    if bytes.len() < 8 {
+        return Err(CommError::Config(
+            "a malformed answer in the making of a communicator".into(),
+        ));
+    }
+    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    if word(0) == NONE_FREE {
         return Err(CommError::ContextsExhausted {
             limit: context::MAX_COMMUNICATORS,
         });
     }
-    core.rt.contexts.borrow_mut().take(id);
-    Ok(id)
+    let agreed = Agreed {
+        id: word(0),
+        generation: word(4),
+    };
+    Ok((agreed, &bytes[8..]))
+}
+
+/// The offers of every rank of `core`, combined at `root` (`None` elsewhere).
+fn offers_at(core: &CommCore, root: Rank) -> Result<Option<Offer>, CommError> {
+    let Some(all) = gather(core, root, &Offer::mine(core)?.bytes())? else {
+        return Ok(None);
+    };
+    all.iter()
+        .map(|b| Offer::of(b))
+        .try_fold(None, |acc: Option<Offer>, o| {
+            let o = o?;
+            Ok(Some(acc.map_or(o, |a| a.and(o))))
+        })
+}
+
+/// Takes the agreed id and generation on this rank: no other communicator it makes uses the id
+/// until this one is gone, and messages of older generations of it are dropped from now on.
+fn take(core: &CommCore, agreed: Agreed) -> Result<(), CommError> {
+    let mut ids = core.rt.contexts.borrow_mut();
+    ids.take(agreed.id);
+    ids.clock = agreed.generation;
+    drop(ids);
+    core.rt
+        .engine()
+        .set_generation(agreed.id, agreed.generation)
+}
+
+/// An id and generation agreed by every rank of intracommunicator `core`, taken here.
+fn agree(core: &CommCore) -> Result<Agreed, CommError> {
+    let decided = offers_at(core, 0)?.map(|o| o.decide());
+    let answer = broadcast(core, 0, answer_bytes(decided.flatten(), &[]))?;
+    let (agreed, _) = answer_of(&answer)?;
+    take(core, agreed)?;
+    Ok(agreed)
 }
 
 /// World ranks, as bytes.
@@ -172,10 +266,21 @@ fn ranks_of(bytes: &[u8], world_size: usize) -> Result<Vec<usize>, CommError> {
         .collect()
 }
 
-/// A new communicator of `world` ranks with id `id`.
-fn make(core: &CommCore, id: u32, world: Vec<usize>) -> Result<SimpleCommunicator, CommError> {
+/// A new communicator of `world` ranks with `agreed` id and generation.
+fn make(
+    core: &CommCore,
+    agreed: Agreed,
+    world: Vec<usize>,
+) -> Result<SimpleCommunicator, CommError> {
     let members = Members::new(world, core.rt.world_size, core.rt.world_rank);
-    let made = CommCore::new(core.rt.clone(), id, members, None, "")?;
+    let made = CommCore::new(
+        core.rt.clone(),
+        agreed.id,
+        agreed.generation,
+        members,
+        None,
+        "",
+    )?;
     Ok(SimpleCommunicator::from_core(made))
 }
 
@@ -193,11 +298,11 @@ pub(crate) fn duplicate(core: &Rc<CommCore>) -> Result<SimpleCommunicator, CommE
     if core.is_inter() {
         return duplicate_inter(core);
     }
-    let id = agree_id(core)?;
-    make(core, id, core.local.world_ranks().to_vec())
+    let agreed = agree(core)?;
+    make(core, agreed, core.local.world_ranks().to_vec())
 }
 
-/// `MPI_Comm_split`: one exchange carries every rank's color, key and free ids.
+/// `MPI_Comm_split`: one exchange carries every rank's color, key and offer.
 pub(crate) fn split(
     core: &Rc<CommCore>,
     color: Color,
@@ -210,54 +315,50 @@ pub(crate) fn split(
             color.value()
         )));
     }
-    let mut mine = Vec::with_capacity(8 + 8 * context::WORDS);
+    let mut mine = Vec::with_capacity(8 + OFFER_BYTES);
     mine.extend(color.value().to_le_bytes());
     mine.extend(key.to_le_bytes());
-    mine.extend(mask_bytes(&core.rt.free_ids()?));
+    mine.extend(Offer::mine(core)?.bytes());
     let answer = match gather(core, 0, &mine)? {
         Some(all) => {
-            let mut and = [u64::MAX; context::WORDS];
+            let mut offer: Option<Offer> = None;
             let mut pairs: Vec<u8> = Vec::with_capacity(8 * all.len());
             for blob in &all {
                 if blob.len() != mine.len() {
                     return Err(CommError::Config("a malformed split request".into()));
                 }
                 pairs.extend(&blob[..8]);
-                and = context::and(&and, &mask_of(&blob[8..])?);
+                let o = Offer::of(&blob[8..])?;
+                offer = Some(offer.map_or(o, |a| a.and(o)));
             }
-            let id = lowest(&and).map_or(u32::MAX, |id| id);
-            let mut answer = id.to_le_bytes().to_vec();
-            answer.extend(pairs);
-            answer
+            answer_bytes(offer.and_then(|o| o.decide()), &pairs)
         }
         None => Vec::new(),
     };
     let answer = broadcast(core, 0, answer)?;
+    let (agreed, pairs) = answer_of(&answer)?;
     let n = core.size() as usize;
-    if answer.len() != 4 + 8 * n {
+    if pairs.len() != 8 * n {
         return Err(CommError::Config("a malformed split answer".into()));
     }
-    let id = u32::from_le_bytes([answer[0], answer[1], answer[2], answer[3]]);
-    if id == u32::MAX {
-        return Err(CommError::ContextsExhausted {
-            limit: context::MAX_COMMUNICATORS,
-        });
-    }
     if color.value() == UNDEFINED {
+        // Not a member: the id is not taken here, but the clock moves on with the others'.
+        let mut ids = core.rt.contexts.borrow_mut();
+        ids.clock = ids.clock.max(agreed.generation);
         return Ok(None);
     }
-    core.rt.contexts.borrow_mut().take(id);
-    let word = |i: usize| i32::from_le_bytes(answer[i..i + 4].try_into().unwrap_or_default());
+    take(core, agreed)?;
+    let word = |i: usize| i32::from_le_bytes([pairs[i], pairs[i + 1], pairs[i + 2], pairs[i + 3]]);
     let mut same: Vec<(Key, Rank)> = (0..n)
-        .filter(|&r| word(4 + 8 * r) == color.value())
-        .map(|r| (word(8 + 8 * r), r as Rank))
+        .filter(|&r| word(8 * r) == color.value())
+        .map(|r| (word(8 * r + 4), r as Rank))
         .collect();
     same.sort();
     let world = same
         .iter()
         .map(|&(_, r)| core.world_of(r))
         .collect::<Result<Vec<_>, _>>()?;
-    make(core, id, world).map(Some)
+    make(core, agreed, world).map(Some)
 }
 
 /// The members of `group` as world ranks, checked to be ranks of `core`'s group.
@@ -281,12 +382,12 @@ pub(crate) fn create(
 ) -> Result<Option<SimpleCommunicator>, CommError> {
     intra_only(core, "creating a communicator from a group")?;
     let world = subgroup(core, group, "split_by_subgroup_collective")?;
-    let id = agree_id(core)?;
+    let agreed = agree(core)?;
     if !world.contains(&core.rt.world_rank) {
-        core.rt.release_context(id);
+        core.rt.release_context(agreed.id);
         return Ok(None);
     }
-    make(core, id, world).map(Some)
+    make(core, agreed, world).map(Some)
 }
 
 /// `MPI_Comm_create_group`: only the members of `group` call it.
@@ -304,76 +405,62 @@ pub(crate) fn create_group(
     // core does not own that context.
     let members = Members::new(world.clone(), core.rt.world_size, core.rt.world_rank);
     let among = CommCore::borrowed(core, members)?;
-    let id = agree_id(&among)?;
-    make(core, id, world).map(Some)
+    let agreed = agree(&among)?;
+    make(core, agreed, world).map(Some)
 }
 
-/// The ids free on every rank of both groups of intercommunicator `core`, agreed and taken:
-/// each group's AND at its leader (local rank 0, in the private local communicator), the
-/// leaders' exchange with `extra` bytes each, then the answer back from each leader. Returns
-/// the id and the other leader's extra bytes.
-fn agree_across(core: &CommCore, extra: &[u8]) -> Result<(u32, Vec<u8>), CommError> {
-    let local = core
+/// An id and generation free on every rank of both groups of intercommunicator `core`, agreed
+/// and taken: each group's offer at its leader (local rank 0, in the private local
+/// communicator), the leaders' trade with `extra` bytes each, then each leader's answer to its
+/// group. Returns the agreement and the other leader's extra bytes.
+fn agree_across(core: &CommCore, extra: &[u8]) -> Result<(Agreed, Vec<u8>), CommError> {
+    let local = &core
         .local_comm
         .as_ref()
-        .ok_or_else(|| CommError::Config("an intercommunicator without its local group".into()))?;
-    let local = &local.core;
-    let answer = match and_at(local, 0)? {
+        .ok_or_else(|| CommError::Config("an intercommunicator without its local group".into()))?
+        .core;
+    let answer = match offers_at(local, 0)? {
         Some(ours) => {
-            let mut offer = mask_bytes(&ours).to_vec();
+            let mut offer = ours.bytes();
             offer.extend(extra);
-            let ctx = core.coll_context();
-            let dest = core.world_of(0)?;
-            let sent = core
-                .rt
-                .engine()
-                .post_send(dest, ctx, AGREE, SendBuf::of(&offer), false)?;
-            let theirs = receive_blob(core, 0, ctx, AGREE);
-            core.rt.wait(sent)?;
-            let theirs = theirs?;
-            let split = 8 * context::WORDS;
-            if theirs.len() < split {
+            let theirs = trade(core, 0, core.coll_context(), AGREE, &offer)?;
+            if theirs.len() < OFFER_BYTES {
                 return Err(CommError::Config(
                     "a malformed intercommunicator offer".into(),
                 ));
             }
-            let and = context::and(&ours, &mask_of(&theirs[..split])?);
-            let id = lowest(&and).map_or(u32::MAX, |id| id);
-            let mut answer = id.to_le_bytes().to_vec();
-            answer.extend(&theirs[split..]);
-            answer
+            let both = ours.and(Offer::of(&theirs[..OFFER_BYTES])?);
+            answer_bytes(both.decide(), &theirs[OFFER_BYTES..])
         }
         None => Vec::new(),
     };
     let answer = broadcast(local, 0, answer)?;
-    if answer.len() < 4 {
-        return Err(CommError::Config(
-            "a malformed intercommunicator answer".into(),
-        ));
-    }
-    let id = u32::from_le_bytes([answer[0], answer[1], answer[2], answer[3]]);
-    if id == u32::MAX {
-        return Err(CommError::ContextsExhausted {
-            limit: context::MAX_COMMUNICATORS,
-        });
-    }
-    core.rt.contexts.borrow_mut().take(id);
-    Ok((id, answer[4..].to_vec()))
+    let (agreed, theirs) = answer_of(&answer)?;
+    let theirs = theirs.to_vec();
+    take(core, agreed)?;
+    Ok((agreed, theirs))
 }
 
-/// An intercommunicator core of `local` and `remote` with id `id`, and a private communicator
-/// of the local group.
+/// An intercommunicator of `local` and `remote` with `agreed` id and generation, and a private
+/// communicator of the local group.
 fn make_inter(
-    rt: &CommCore,
-    id: u32,
-    local: &Rc<Members>,
+    core: &CommCore,
+    agreed: Agreed,
+    local: &Members,
     remote: Vec<usize>,
     local_comm: SimpleCommunicator,
 ) -> Result<InterCommunicator, CommError> {
-    let world_size = rt.rt.world_size;
-    let local_members = Members::new(local.world_ranks().to_vec(), world_size, rt.rt.world_rank);
-    let remote = Members::new(remote, world_size, rt.rt.world_rank);
-    let mut made = CommCore::new(rt.rt.clone(), id, local_members, Some(remote), "")?;
+    let (world_size, me) = (core.rt.world_size, core.rt.world_rank);
+    let local_members = Members::new(local.world_ranks().to_vec(), world_size, me);
+    let remote = Members::new(remote, world_size, me);
+    let mut made = CommCore::new(
+        core.rt.clone(),
+        agreed.id,
+        agreed.generation,
+        local_members,
+        Some(remote),
+        "",
+    )?;
     made.local_comm = Some(local_comm);
     SimpleCommunicator::from_core(made)
         .into_inter()
@@ -381,7 +468,7 @@ fn make_inter(
 }
 
 fn duplicate_inter(core: &Rc<CommCore>) -> Result<SimpleCommunicator, CommError> {
-    let (id, _) = agree_across(core, &[])?;
+    let (agreed, _) = agree_across(core, &[])?;
     let local_comm = match &core.local_comm {
         Some(c) => duplicate(&c.core)?,
         None => {
@@ -391,7 +478,7 @@ fn duplicate_inter(core: &Rc<CommCore>) -> Result<SimpleCommunicator, CommError>
         }
     };
     let remote = core.target().world_ranks().to_vec();
-    make_inter(core, id, &core.local, remote, local_comm).map(|i| i.as_simple().clone())
+    make_inter(core, agreed, &core.local, remote, local_comm).map(|i| i.as_simple().clone())
 }
 
 /// `MPI_Intercomm_create`.
@@ -405,51 +492,26 @@ pub(crate) fn intercomm(
     intra_only(local, "the local side of a new intercommunicator")?;
     local.world_of(local_leader)?;
     let private = duplicate(local)?;
-    let leads = local.rank() == local_leader;
-    // The leaders trade their groups and the AND of their groups' free ids over `peer`.
-    let ours = and_at(&private.core, local_leader)?;
-    let answer = match ours {
-        Some(ours) if leads => {
+    // The leaders trade their groups and their groups' offers over `peer`.
+    let answer = match offers_at(&private.core, local_leader)? {
+        Some(ours) => {
             let tag = super::communicator::send_tag(tag)?;
-            peer.world_of(remote_leader)?;
-            let mut offer = mask_bytes(&ours).to_vec();
+            let mut offer = ours.bytes();
             offer.extend(ranks_bytes(local.local.world_ranks()));
-            let ctx = peer.p2p_context();
-            let dest = peer.world_of(remote_leader)?;
-            let sent = peer
-                .rt
-                .engine()
-                .post_send(dest, ctx, tag, SendBuf::of(&offer), false)?;
-            let theirs = receive_blob(peer, remote_leader, ctx, tag);
-            peer.rt.wait(sent)?;
-            let theirs = theirs?;
-            let split = 8 * context::WORDS;
-            if theirs.len() < split {
+            let theirs = trade(peer, remote_leader, peer.p2p_context(), tag, &offer)?;
+            if theirs.len() < OFFER_BYTES {
                 return Err(CommError::Config(
                     "a malformed intercommunicator offer".into(),
                 ));
             }
-            let and = context::and(&ours, &mask_of(&theirs[..split])?);
-            let id = lowest(&and).map_or(u32::MAX, |id| id);
-            let mut answer = id.to_le_bytes().to_vec();
-            answer.extend(&theirs[split..]);
-            answer
+            let both = ours.and(Offer::of(&theirs[..OFFER_BYTES])?);
+            answer_bytes(both.decide(), &theirs[OFFER_BYTES..])
         }
-        _ => Vec::new(),
+        None => Vec::new(),
     };
     let answer = broadcast(&private.core, local_leader, answer)?;
-    if answer.len() < 4 {
-        return Err(CommError::Config(
-            "a malformed intercommunicator answer".into(),
-        ));
-    }
-    let id = u32::from_le_bytes([answer[0], answer[1], answer[2], answer[3]]);
-    if id == u32::MAX {
-        return Err(CommError::ContextsExhausted {
-            limit: context::MAX_COMMUNICATORS,
-        });
-    }
-    let remote = ranks_of(&answer[4..], local.rt.world_size)?;
+    let (agreed, remote) = answer_of(&answer)?;
+    let remote = ranks_of(remote, local.rt.world_size)?;
     if remote.is_empty()
         || remote
             .iter()
@@ -459,8 +521,8 @@ pub(crate) fn intercomm(
             "intercommunicator: the two groups must be disjoint and not empty".into(),
         ));
     }
-    local.rt.contexts.borrow_mut().take(id);
-    make_inter(local, id, &local.local, remote, private)
+    take(local, agreed)?;
+    make_inter(local, agreed, &local.local, remote, private)
 }
 
 /// `MPI_Intercomm_merge`.
@@ -472,7 +534,7 @@ pub(crate) fn merge(
     let leader = core.local.world_rank(0).unwrap_or(0) as u64;
     let mut extra = vec![high];
     extra.extend(leader.to_le_bytes());
-    let (id, theirs) = agree_across(core, &extra)?;
+    let (agreed, theirs) = agree_across(core, &extra)?;
     if theirs.len() != 9 {
         return Err(CommError::Config("a malformed merge offer".into()));
     }
@@ -491,14 +553,21 @@ pub(crate) fn merge(
         (core.target().world_ranks(), core.local.world_ranks())
     };
     let world: Vec<usize> = first.iter().chain(second).copied().collect();
-    make(core, id, world)
+    make(core, agreed, world)
 }
 
 impl CommCore {
     /// A core over `members` (a subgroup of `parent`'s) that uses `parent`'s contexts without
     /// owning them, for exchanges among the subgroup alone.
     fn borrowed(parent: &CommCore, members: Members) -> Result<CommCore, CommError> {
-        let mut core = CommCore::new(parent.rt.clone(), parent.id, members, None, "")?;
+        let mut core = CommCore::new(
+            parent.rt.clone(),
+            parent.id,
+            parent.generation,
+            members,
+            None,
+            "",
+        )?;
         core.owns_id = false;
         Ok(core)
     }

@@ -495,13 +495,17 @@ fn pending<C: Completion>(requests: &[C]) -> Vec<(usize, Rc<CommCore>, ReqId)> {
         .collect()
 }
 
-/// Completes every finished one of `live`; their indices and results.
+/// Completes the finished ones of `live`, at most `most`; their indices and results.
 fn collect_done<C: Completion>(
     requests: &mut [C],
     live: &[(usize, Rc<CommCore>, ReqId)],
+    most: usize,
 ) -> Vec<(usize, Result<Status, CommError>)> {
     let mut done = Vec::new();
     for (i, core, id) in live {
+        if done.len() == most {
+            break;
+        }
         let result = {
             let mut engine = core.rt.engine();
             if !engine.is_done(*id) {
@@ -523,7 +527,7 @@ pub fn wait_any<C: Completion>(requests: &mut [C]) -> Option<(usize, Result<Stat
     let (_, core, _) = live.first()?;
     let ids: Vec<ReqId> = live.iter().map(|l| l.2).collect();
     core.rt.engine().wait_any_of(&ids);
-    collect_done(requests, &live[..])
+    collect_done(requests, &live, 1)
         .into_iter()
         .next()
         .or_else(|| {
@@ -546,7 +550,7 @@ pub fn wait_some<C: Completion>(requests: &mut [C]) -> Vec<(usize, Result<Status
     };
     let ids: Vec<ReqId> = live.iter().map(|l| l.2).collect();
     core.rt.engine().wait_any_of(&ids);
-    collect_done(requests, &live)
+    collect_done(requests, &live, usize::MAX)
 }
 
 /// Waits for every one of `requests` (`MPI_Waitall`): each one's result in order, an empty
@@ -567,11 +571,19 @@ pub fn wait_all<C: Completion>(requests: &mut [C]) -> Vec<Result<Status, CommErr
 
 /// Completes one finished request of `requests` after a round of progress (`MPI_Testany`).
 pub fn test_any<C: Completion>(requests: &mut [C]) -> Option<(usize, Result<Status, CommError>)> {
-    test_some(requests).into_iter().next()
+    test_at_most(requests, 1).into_iter().next()
 }
 
 /// Completes every finished request of `requests` after a round of progress (`MPI_Testsome`).
 pub fn test_some<C: Completion>(requests: &mut [C]) -> Vec<(usize, Result<Status, CommError>)> {
+    test_at_most(requests, usize::MAX)
+}
+
+/// Completes at most `most` finished requests of `requests` after a round of progress.
+fn test_at_most<C: Completion>(
+    requests: &mut [C],
+    most: usize,
+) -> Vec<(usize, Result<Status, CommError>)> {
     let live = pending(requests);
     let Some((_, core, _)) = live.first() else {
         return Vec::new();
@@ -580,7 +592,7 @@ pub fn test_some<C: Completion>(requests: &mut [C]) -> Vec<(usize, Result<Status
     if let Err(e) = progressed {
         tracing::debug!("progress failed while testing requests: {e}");
     }
-    collect_done(requests, &live)
+    collect_done(requests, &live, most)
 }
 
 /// After a round of progress, every result if all of `requests` have finished (they are then

@@ -57,9 +57,9 @@ impl Runtime {
         let reclaimed = self
             .contexts
             .borrow_mut()
-            .reclaim(|id| engine.contexts_in_use(&[context::p2p(id), context::coll(id)]));
+            .reclaim(|id| engine.id_in_use(id));
         for id in reclaimed {
-            engine.drop_contexts(&[context::p2p(id), context::coll(id)])?;
+            engine.drop_id(id)?;
         }
         Ok(self.contexts.borrow().free_mask())
     }

@@ -45,7 +45,7 @@ impl Universe {
     pub fn self_communicator(&self) -> SimpleCommunicator {
         let rt = &self.world.core.rt;
         let me = Members::new(vec![rt.world_rank], rt.world_size, rt.world_rank);
-        let mut core = CommCore::new(rt.clone(), SELF, me, None, "MPI_COMM_SELF")
+        let mut core = CommCore::new(rt.clone(), SELF, 0, me, None, "MPI_COMM_SELF")
             .unwrap_or_else(|_| unreachable!("a process is in its own group"));
         core.owns_id = false;
         SimpleCommunicator::from_core(core)
@@ -122,7 +122,7 @@ impl Universe {
             fallback,
         });
         let members = Members::new((0..size).collect(), size, rank);
-        let mut core = CommCore::new(rt, WORLD, members, None, "MPI_COMM_WORLD")
+        let mut core = CommCore::new(rt, WORLD, 0, members, None, "MPI_COMM_WORLD")
             .unwrap_or_else(|_| unreachable!("every rank is in the world"));
         core.owns_id = false;
         Universe {

@@ -133,6 +133,17 @@ pub fn start_job_config(
     prepare: fn(usize) -> bool,
     body: fn(&onecopy::World) -> Result<(), String>,
 ) -> Job {
+    start_job_universe(n, transport, config, prepare, move |u| body(&u.world()))
+}
+
+/// [`start_job_config`] with a body that takes the rank's whole universe.
+pub fn start_job_universe(
+    n: usize,
+    transport: &str,
+    config: Option<onecopy::config::Config>,
+    prepare: fn(usize) -> bool,
+    body: impl Fn(onecopy::Universe) -> Result<(), String> + Copy,
+) -> Job {
     use onecopy::comm::{self, JobSpec};
     use std::sync::atomic::{AtomicU64, Ordering};
     static JOBS: AtomicU64 = AtomicU64::new(0);
@@ -182,7 +193,7 @@ pub fn start_job_config(
                         })
                         .map_err(|e| e.to_string())
                     })
-                    .and_then(|u| body(&u.world()));
+                    .and_then(body);
                 match outcome {
                     Ok(()) => 0,
                     Err(e) => {
@@ -245,6 +256,16 @@ fn outcomes(job: Job) -> Vec<Option<String>> {
             other => Some(text.unwrap_or_else(|| format!("ended with {other:?}"))),
         })
         .collect()
+}
+
+/// Runs `body`, given the rank's universe, in `n` forked ranks of one job; returns each rank's
+/// error text, if any.
+pub fn run_job_universe(
+    n: usize,
+    transport: &str,
+    body: fn(onecopy::Universe) -> Result<(), String>,
+) -> Vec<Option<String>> {
+    outcomes(start_job_universe(n, transport, None, |_| true, body))
 }
 
 /// Runs `body` in `n` forked ranks of one job; returns each rank's error text, if any.

@@ -8,7 +8,7 @@
 //! messages ahead; a sender short of slots asks for one back ([`kind::WANT_SLOT`]), and the
 //! receiver gives one as soon as it has nothing else to do ([`Engine::give_back_slots`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 
 use super::super::ring::{Head, Record};
@@ -39,6 +39,8 @@ pub(super) struct EagerState {
     next_sync: Vec<u32>,
     /// (dest, sync id) → the synchronous send waiting for its ACK.
     pub acks: HashMap<(usize, u32), ReqId>,
+    /// Per destination: buffered sends not started yet, in order ([`Req::Deferred`]).
+    pub deferred: Vec<VecDeque<ReqId>>,
 }
 
 impl EagerState {
@@ -50,6 +52,7 @@ impl EagerState {
             spare: Vec::new(),
             next_sync: vec![0; ranks],
             acks: HashMap::new(),
+            deferred: (0..ranks).map(|_| VecDeque::new()).collect(),
         }
     }
 }
@@ -66,6 +69,7 @@ impl Engine {
         tag: i32,
         data: &[u8],
     ) -> Result<Option<ReqId>, CommError> {
+        self.flush_deferred(dest)?;
         if dest != self.job.me && data.len() <= self.job.limits.inline {
             let head = Head {
                 context,
@@ -110,6 +114,7 @@ impl Engine {
             self.arrive(env, Body::Data(bytes.to_vec()), ack)?;
             return Ok(id);
         }
+        self.flush_deferred(dest)?;
         if len > self.job.limits.eager && len > self.job.limits.inline {
             return self.post_rendezvous(dest, context, tag, data);
         }
@@ -152,6 +157,101 @@ impl Engine {
             self.push_record(dest, head, &[bytemuck::bytes_of(&e)])?;
         }
         Ok(id.unwrap_or_else(|| self.new_request(Req::Done(Ok(done)))))
+    }
+
+    /// Waits until every buffered send to `dest` made before has started, so that a later send
+    /// cannot overtake it.
+    fn flush_deferred(&mut self, dest: usize) -> Result<(), CommError> {
+        if self.eager.deferred[dest].is_empty() {
+            return Ok(());
+        }
+        self.wait_until(Watch::Rank(dest), |e| e.eager.deferred[dest].is_empty())
+    }
+
+    /// Starts, in order, the buffered sends to `dest` that can start now without waiting;
+    /// true if any did.
+    pub(super) fn start_deferred(&mut self, dest: usize) -> Result<bool, CommError> {
+        let mut started = false;
+        while let Some(&id) = self.eager.deferred[dest].front() {
+            let Some(&Req::Deferred {
+                context, tag, data, ..
+            }) = self.requests.get(&id)
+            else {
+                self.eager.deferred[dest].pop_front();
+                continue;
+            };
+            if !self.try_start(id, dest, context, tag, data)? {
+                break;
+            }
+            self.eager.deferred[dest].pop_front();
+            started = true;
+        }
+        Ok(started)
+    }
+
+    /// Starts every buffered send that can start now; true if any did.
+    pub(super) fn start_all_deferred(&mut self) -> Result<bool, CommError> {
+        if self.eager.deferred.iter().all(VecDeque::is_empty) {
+            return Ok(false);
+        }
+        let mut started = false;
+        for dest in 0..self.size() {
+            started |= self.start_deferred(dest)?;
+        }
+        Ok(started)
+    }
+
+    /// Starts deferred send `id` if its ring (and slot, or send id) allows it now; false, with
+    /// nothing done, if not.
+    fn try_start(
+        &mut self,
+        id: ReqId,
+        dest: usize,
+        context: u32,
+        tag: i32,
+        data: SendBuf,
+    ) -> Result<bool, CommError> {
+        let len = data.len;
+        // SAFETY: the data is the request's copy in the attached buffer, kept until it finishes.
+        let bytes = unsafe { std::slice::from_raw_parts(data.ptr, len) };
+        let done = Status::new(self.job.me as i32, tag, len);
+        if len <= self.job.limits.inline {
+            let head = Head {
+                context,
+                ..Head::new(kind::INLINE, tag, len as u32)
+            };
+            if !self.try_record(dest, head, &[bytes]) {
+                return Ok(false);
+            }
+            self.finish(id, Ok(done));
+            return Ok(true);
+        }
+        if len <= self.job.limits.eager {
+            let Some(slot) = self.free_slot_towards(dest) else {
+                self.ask_for_slot(dest);
+                return Ok(false);
+            };
+            let (_, offset) = self.job.segment.eager_slot(self.job.me, dest, slot);
+            // SAFETY: the slot is free (seen with Acquire) and unannounced.
+            unsafe { crate::shm::copy_in(&self.job.segment.segment, offset, bytes) };
+            self.set_slot_state(dest, slot, 1);
+            let e = wire::Eager {
+                slot: slot as u32,
+                _pad: 0,
+            };
+            let head = Head {
+                context,
+                ..Head::new(kind::EAGER, tag, len as u32)
+            };
+            if !self.try_record(dest, head, &[bytemuck::bytes_of(&e)]) {
+                self.set_slot_state(dest, slot, 0);
+                return Ok(false);
+            }
+            self.take_slot(dest, slot);
+            self.finish(id, Ok(done));
+            return Ok(true);
+        }
+        self.try_start_rendezvous(id, dest, context, tag, data)
     }
 
     /// A synchronous send to `source` was matched there.
@@ -246,6 +346,10 @@ impl Engine {
                 ),
             ));
         }
+        if self.is_stale(record.context) {
+            let body = Body::Data(Vec::new());
+            return self.drop_stale(envelope(source, record), body, ack_of(record));
+        }
         // A receive already waiting gets the bytes straight from the ring.
         self.take_small(
             envelope(source, record),
@@ -270,6 +374,10 @@ impl Engine {
                 source,
                 format!("eager slot {slot} with {len} bytes is out of range"),
             ));
+        }
+        if self.is_stale(record.context) {
+            let body = Body::Held { slot, len };
+            return self.drop_stale(envelope(source, record), body, ack_of(record));
         }
         self.on_eager(envelope(source, record), ack_of(record), slot, len)
     }

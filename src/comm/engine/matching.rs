@@ -221,6 +221,8 @@ pub(super) struct Matching {
     pub early: EarlyMessages,
     claimed: HashMap<u64, Early>,
     next_claim: u64,
+    /// This rank's latest generation of each communicator id.
+    generations: Vec<u32>,
 }
 
 impl Matching {
@@ -230,6 +232,7 @@ impl Matching {
             early: EarlyMessages::new(ranks),
             claimed: HashMap::new(),
             next_claim: 0,
+            generations: vec![0; context::MAX_COMMUNICATORS],
         }
     }
 
@@ -334,13 +337,16 @@ impl Engine {
         }
     }
 
-    /// Drops every early message of `contexts` (a communicator freed without receiving them).
-    pub fn drop_contexts(&mut self, contexts: &[u32]) -> Result<(), CommError> {
+    /// Drops every early message whose context `stale` says is of no use any more.
+    fn drop_early(&mut self, stale: impl Fn(u32) -> bool) -> Result<(), CommError> {
         let mut dropped = Vec::new();
         for queue in &mut self.matching.early.by_source {
+            if !queue.iter().any(|(_, e)| stale(e.env.context)) {
+                continue;
+            }
             let mut kept = VecDeque::with_capacity(queue.len());
             for (n, e) in queue.drain(..) {
-                if contexts.contains(&e.env.context) {
+                if stale(e.env.context) {
                     dropped.push(e);
                 } else {
                     kept.push_back((n, e));
@@ -354,10 +360,46 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether a posted receive or a claimed message still belongs to one of `contexts`.
-    pub fn contexts_in_use(&self, contexts: &[u32]) -> bool {
+    /// Drops every early message of communicator `id` (freed without receiving them).
+    pub fn drop_id(&mut self, id: u32) -> Result<(), CommError> {
+        self.drop_early(|c| context::id_of(c) == id)
+    }
+
+    /// Communicator `id` now has generation `generation` on this rank: its messages of older
+    /// generations (sent on a communicator freed before) are dropped, now and on arrival.
+    pub fn set_generation(&mut self, id: u32, generation: u32) -> Result<(), CommError> {
+        let g = generation % context::GENERATIONS;
+        if let Some(slot) = self.matching.generations.get_mut(id as usize) {
+            *slot = g;
+        }
+        self.drop_early(|c| context::id_of(c) == id && context::older(context::generation_of(c), g))
+    }
+
+    /// Whether a message of `context` belongs to a communicator this rank has moved past.
+    pub(super) fn is_stale(&self, context: u32) -> bool {
+        let latest = self
+            .matching
+            .generations
+            .get(context::id_of(context) as usize)
+            .copied()
+            .unwrap_or(0);
+        context::older(context::generation_of(context), latest)
+    }
+
+    /// Drops an arriving message of a communicator this rank has moved past.
+    pub(super) fn drop_stale(
+        &mut self,
+        env: Envelope,
+        body: Body,
+        ack: Option<Ack>,
+    ) -> Result<(), CommError> {
+        self.discard(Early { env, body, ack })
+    }
+
+    /// Whether a posted receive or a claimed message still belongs to communicator `id`.
+    pub fn id_in_use(&self, id: u32) -> bool {
         let posted = self.requests.states().any(|r| match r {
-            Req::Posted { want, .. } => contexts.contains(&want.context),
+            Req::Posted { want, .. } => context::id_of(want.context) == id,
             _ => false,
         });
         posted
@@ -365,7 +407,7 @@ impl Engine {
                 .matching
                 .claimed
                 .values()
-                .any(|e| contexts.contains(&e.env.context))
+                .any(|e| context::id_of(e.env.context) == id)
     }
 
     fn discard(&mut self, e: Early) -> Result<(), CommError> {

@@ -254,6 +254,9 @@ impl Engine {
         if self.read_pipes()? {
             moved = true;
         }
+        if self.start_all_deferred()? {
+            moved = true;
+        }
         if !moved && self.give_back_slots() {
             moved = true;
         }

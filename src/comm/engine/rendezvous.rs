@@ -97,6 +97,70 @@ impl Engine {
         data: SendBuf,
     ) -> Result<ReqId, CommError> {
         let send_id = self.next_send_id(dest)?;
+        self.rdv.send_ids[dest] = send_id;
+        let (rts, how) = self.prepare_rts(dest, send_id, data)?;
+        let id = self.new_request(Req::Rendezvous {
+            dest,
+            tag,
+            send_id,
+            buf: data,
+            how,
+            stream: None,
+        });
+        self.rdv.sends.insert((dest, send_id), id);
+        let head = Head {
+            context,
+            ..Head::new(kind::RTS, tag, 0)
+        };
+        self.push_record(dest, head, &[bytemuck::bytes_of(&rts)])?;
+        Ok(id)
+    }
+
+    /// Starts deferred send `id` as a rendezvous if a send id is free and the ring has room
+    /// now; false, with nothing done, if not.
+    pub(super) fn try_start_rendezvous(
+        &mut self,
+        id: ReqId,
+        dest: usize,
+        context: u32,
+        tag: i32,
+        data: SendBuf,
+    ) -> Result<bool, CommError> {
+        let Some(send_id) = self.free_send_id(dest) else {
+            return Ok(false);
+        };
+        let (rts, how) = self.prepare_rts(dest, send_id, data)?;
+        let head = Head {
+            context,
+            ..Head::new(kind::RTS, tag, 0)
+        };
+        if !self.try_record(dest, head, &[bytemuck::bytes_of(&rts)]) {
+            return Ok(false);
+        }
+        self.rdv.send_ids[dest] = send_id;
+        self.requests.insert(
+            id,
+            Req::Rendezvous {
+                dest,
+                tag,
+                send_id,
+                buf: data,
+                how,
+                stream: None,
+            },
+        );
+        self.rdv.sends.insert((dest, send_id), id);
+        Ok(true)
+    }
+
+    /// The RTS for `data` to `dest` with `send_id`, and what it sets up first: the pipe, or
+    /// the shared cursor the receiver may pull by.
+    fn prepare_rts(
+        &mut self,
+        dest: usize,
+        send_id: u32,
+        data: SendBuf,
+    ) -> Result<(wire::Rts, Mechanism), CommError> {
         let how = self.job.mechanism_for(data.len);
         let mut pipe_fd = 0;
         match how {
@@ -128,36 +192,28 @@ impl Engine {
             pipe_fd,
             _pad: 0,
         };
-        let id = self.new_request(Req::Rendezvous {
-            dest,
-            tag,
-            send_id,
-            buf: data,
-            how,
-            stream: None,
-        });
-        self.rdv.sends.insert((dest, send_id), id);
-        let head = Head {
-            context,
-            ..Head::new(kind::RTS, tag, 0)
-        };
-        self.push_record(dest, head, &[bytemuck::bytes_of(&rts)])?;
-        Ok(id)
+        Ok((rts, how))
     }
 
-    /// A rendezvous id for `dest` whose cursor is not in use by an unfinished send.
-    fn next_send_id(&mut self, dest: usize) -> Result<u32, CommError> {
+    /// The next rendezvous id for `dest`, if its cursor is not in use by an unfinished send
+    /// (it is taken only once the RTS is written).
+    fn free_send_id(&self, dest: usize) -> Option<u32> {
         let cursors = super::super::layout::CURSORS;
+        let id = self.rdv.send_ids[dest].wrapping_add(1);
+        let busy = self
+            .rdv
+            .sends
+            .keys()
+            .any(|&(d, s)| d == dest && (s as usize) % cursors == (id as usize) % cursors);
+        (!busy).then_some(id)
+    }
+
+    /// A rendezvous id for `dest` whose cursor is not in use by an unfinished send, waiting
+    /// (making progress) for one.
+    fn next_send_id(&mut self, dest: usize) -> Result<u32, CommError> {
         let mut idle = super::Idle::new(Watch::Rank(dest));
         loop {
-            let id = self.rdv.send_ids[dest].wrapping_add(1);
-            let busy = self
-                .rdv
-                .sends
-                .keys()
-                .any(|&(d, s)| d == dest && (s as usize) % cursors == (id as usize) % cursors);
-            if !busy {
-                self.rdv.send_ids[dest] = id;
+            if let Some(id) = self.free_send_id(dest) {
                 return Ok(id);
             }
             let moved = self.progress()?;
@@ -179,6 +235,9 @@ impl Engine {
             source,
             tag: record.tag,
         };
+        if self.is_stale(record.context) {
+            return self.drop_stale(env, Body::Rts(rts), None);
+        }
         self.arrive(env, Body::Rts(rts), None)
     }
 

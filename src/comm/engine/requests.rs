@@ -38,6 +38,15 @@ pub(super) enum Req {
     },
     /// A synchronous send whose data is with the receiver, waiting for its receive to match.
     AwaitAck { dest: usize, tag: i32, len: usize },
+    /// A buffered send not started yet: its ring, slots or send ids were busy when it was made,
+    /// and a buffered send never waits. Progress starts it, in order with the other sends to
+    /// its destination.
+    Deferred {
+        dest: usize,
+        context: u32,
+        tag: i32,
+        data: SendBuf,
+    },
 }
 
 #[derive(Debug)]
@@ -277,6 +286,9 @@ impl Engine {
         self.matching.posted.retain(|&p| p != id);
         self.rdv.forget(id);
         self.eager.acks.retain(|_, &mut r| r != id);
+        for queue in &mut self.eager.deferred {
+            queue.retain(|&r| r != id);
+        }
         self.finish(id, Err(e));
     }
 
@@ -290,9 +302,9 @@ impl Engine {
             Some(Req::AwaitPushed { source, .. }) | Some(Req::Streaming { source, .. }) => {
                 Watch::Rank(*source)
             }
-            Some(Req::Rendezvous { dest, .. }) | Some(Req::AwaitAck { dest, .. }) => {
-                Watch::Rank(*dest)
-            }
+            Some(Req::Rendezvous { dest, .. })
+            | Some(Req::AwaitAck { dest, .. })
+            | Some(Req::Deferred { dest, .. }) => Watch::Rank(*dest),
             Some(Req::Done(_)) | None => Watch::Any,
         }
     }
@@ -352,36 +364,35 @@ impl Engine {
             });
         };
         pool.memory[offset..offset + data.len()].copy_from_slice(data);
+        // The copy lives in the pool, which does not move or shrink while pieces are in use
+        // (detaching waits for them).
         let copy = SendBuf {
             ptr: pool.memory[offset..].as_ptr(),
             len: data.len(),
         };
-        // The copy lives in the pool, which does not move or shrink while pieces are in use
-        // (detaching waits for them).
-        let id = match self.post_send(dest, context, tag, copy, false) {
-            Ok(id) => id,
-            Err(e) => {
-                if let Some(pool) = &mut self.bsend {
-                    pool.used.remove(&offset);
-                }
-                return Err(e);
+        if dest == self.job.me {
+            // To itself a send is a copy, done at once.
+            let id = self.post_send(dest, context, tag, copy, false);
+            if let Some(pool) = &mut self.bsend {
+                pool.used.remove(&offset);
             }
-        };
-        match self.requests.entry_mut(id) {
-            Some(entry) if !matches!(entry.state, Req::Done(_)) => {
-                entry.bsend = Some(offset);
-                entry.detached = true;
-            }
-            _ => {
-                // Finished already (inline or eager): the piece is free again.
-                if let Some(pool) = &mut self.bsend {
-                    pool.used.remove(&offset);
-                }
-                if let Some(Err(e)) = self.take(id) {
-                    return Err(e);
-                }
-            }
+            return match id.map(|id| self.take(id)) {
+                Ok(Some(Err(e))) | Err(e) => Err(e),
+                _ => Ok(()),
+            };
         }
+        let id = self.new_request(Req::Deferred {
+            dest,
+            context,
+            tag,
+            data: copy,
+        });
+        if let Some(entry) = self.requests.entry_mut(id) {
+            entry.bsend = Some(offset);
+            entry.detached = true;
+        }
+        self.eager.deferred[dest].push_back(id);
+        self.start_deferred(dest)?;
         Ok(())
     }
 }
