@@ -194,28 +194,9 @@ pub fn enable_light_notify() -> bool {
     heavy_barrier_supported() && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
 }
 
-/// How long a waiter spins before sleeping: 1 ms, or `ONECOPY_SPIN_US` (0 to 100000).
+/// A word one side rings and the other sleeps on (a futex).
 ///
-/// Longer than waking a sleeper takes on a virtual machine (tens of µs, sometimes more): with a
-/// budget of 50 µs two ranks in lock step could fall into a pattern where each slept on every
-/// call because the other's wake-up outlasted its spin, and an 8-byte all-reduce took 5-110 µs
-/// instead of 0.15 (BENCHMARKS.md, "Collectives").
-pub fn spin_budget() -> Duration {
-    const SPIN_US: u64 = 1000;
-    static BUDGET: crate::tools::Setting = crate::tools::Setting::new();
-    let us = BUDGET.get(|| {
-        std::env::var("ONECOPY_SPIN_US")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|&us| us <= 100_000)
-            .unwrap_or(SPIN_US) as usize
-    });
-    Duration::from_micros(us as u64)
-}
-
-/// A counter one side bumps and the other waits on: spin briefly, then sleep on the futex.
-///
-/// The waiter announces itself in `sleepers` before sleeping so that the bumper only pays for a
+/// The sleeper announces itself in `sleepers` before sleeping so that the ringer only pays for a
 /// wake system call when someone is actually asleep.
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -225,25 +206,6 @@ pub struct Doorbell {
 }
 
 impl Doorbell {
-    /// The current value (Acquire: pairs with the Release in [`Doorbell::set`]).
-    pub fn load(&self) -> u32 {
-        self.value.load(Ordering::Acquire)
-    }
-
-    /// Publishes `v` (everything written before is visible to whoever loads `v`: SeqCst includes
-    /// Release) and wakes sleepers.
-    pub fn set(&self, v: u32) {
-        // SeqCst (a full barrier; Release is not enough): the store must be ordered before the
-        // load of `sleepers` below, pairing with the SeqCst increment of `sleepers` and load of
-        // `value` in `wait_while`. Either the waiter sees the new value before sleeping, or we see
-        // it registered and wake it. With a Release store, x86 may let the load pass the store
-        // and both sides miss each other: a lost wake-up, costing a whole sleep slice.
-        self.value.store(v, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            futex_wake(&self.value);
-        }
-    }
-
     /// Wakes the owner if it is asleep or about to sleep, for an event published just before
     /// (by a Release store elsewhere, e.g. a ring record).
     ///
@@ -303,37 +265,9 @@ impl Doorbell {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Waits while the value equals `current`, up to `slice` of sleep; returns the value seen.
-    ///
-    /// Spins first for [`spin_budget`] (a peer running on another core usually answers within
-    /// microseconds, far sooner than a futex wake-up), yielding now and then so that a peer
-    /// sharing this core can run, then sleeps.
-    pub fn wait_while(&self, current: u32, slice: Duration) -> u32 {
-        let budget = spin_budget();
-        let start = std::time::Instant::now();
-        let mut spins = 0u32;
-        loop {
-            let v = self.load();
-            if v != current {
-                return v;
-            }
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) {
-                if start.elapsed() >= budget {
-                    break;
-                }
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        let v = self.value.load(Ordering::SeqCst);
-        if v == current {
-            futex_wait(&self.value, current, slice);
-        }
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        self.load()
+    /// How many processes have announced a sleep on this bell and not finished it.
+    pub fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::SeqCst)
     }
 }
 

@@ -30,6 +30,8 @@ mod requests;
 
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod wake_tests;
 
 use std::time::Duration;
 
