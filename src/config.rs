@@ -311,6 +311,29 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_setting_and_no_other() {
+        let readme = include_str!("../README.md");
+        for s in SETTINGS {
+            let row = format!(
+                "| `{}` | {} | {} | {} |",
+                s.name, s.default, s.range, s.meaning
+            );
+            assert!(readme.contains(&row), "README.md lacks the row\n{row}");
+        }
+        let rows = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `ONECOPY_"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(name, _)| format!("ONECOPY_{name}"));
+        for name in rows {
+            assert!(
+                SETTINGS.iter().any(|s| s.name == name),
+                "README.md lists {name}, which is not a setting"
+            );
+        }
+    }
+
+    #[test]
     fn unset_variables_give_the_defaults() {
         assert_eq!(with(&[]), Ok(Config::default()));
     }

@@ -77,6 +77,11 @@ pub mod collective {
     };
 }
 
+/// The README's Rust examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
+
 /// Every trait of the API, for `use onecopy::traits::*;` (as `mpi::traits::*`).
 pub mod traits {
     pub use crate::coll::{CommunicatorCollectives, Operation, Root};

@@ -495,15 +495,109 @@ fn a_rank_killed_during_bench_p2p_ends_it_in_time() {
     }
 }
 
+/// Rank 1's pid, sent by rank 1 as its first message; rank 0 returns once it has exited.
+fn until_rank_1_exits(world: &World) -> Result<(), String> {
+    let peer = world.process_at_rank(1);
+    if world.rank() == 1 {
+        return peer_send_pid(world);
+    }
+    let (pid, _) = peer
+        .receive_with_tag::<u32>(0)
+        .map_err(|e| format!("pid: {e}"))?;
+    while alive(pid as i32) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+fn peer_send_pid(world: &World) -> Result<(), String> {
+    world
+        .process_at_rank(0)
+        .send_with_tag(&[std::process::id()], 0)
+        .map_err(|e| format!("pid: {e}"))
+}
+
+/// Rank 1 sends its last messages (inline and eager sizes, all complete without their
+/// receives) and exits; rank 0 receives them only once rank 1 is gone, with every way of
+/// completing a request. They all arrive; only a receive of a message never sent fails.
+fn last_words(world: &World) -> Result<(), String> {
+    let sizes = [8usize, 8 << 10, 60 << 10];
+    if world.rank() == 1 {
+        peer_send_pid(world)?;
+        let peer = world.process_at_rank(0);
+        for (i, &n) in sizes.iter().enumerate() {
+            peer.send_with_tag(&vec![i as u8 + 1; n], i as i32 + 1)
+                .map_err(|e| format!("send {n}: {e}"))?;
+        }
+        return Ok(());
+    }
+    until_rank_1_exits(world)?;
+    let peer = world.process_at_rank(1);
+    let mut bufs: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![0u8; n]).collect();
+    onecopy::request::scope(|scope| -> Result<(), String> {
+        let [a, b, c] = &mut bufs[..] else {
+            unreachable!()
+        };
+        // Out of order: the last message first, by wait_all; the first by test.
+        let mut waited = [
+            Some(
+                peer.immediate_receive_into_with_tag(scope, &mut c[..], 3)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Some(
+                peer.immediate_receive_into_with_tag(scope, &mut b[..], 2)
+                    .map_err(|e| e.to_string())?,
+            ),
+        ];
+        for r in onecopy::request::wait_all(&mut waited) {
+            r.map_err(|e| format!("wait_all after the sender exited: {e}"))?;
+        }
+        let mut tested = peer
+            .immediate_receive_into_with_tag(scope, &mut a[..], 1)
+            .map_err(|e| e.to_string())?;
+        loop {
+            match tested.test() {
+                Ok(r) => {
+                    break r
+                        .map(|_| ())
+                        .map_err(|e| format!("test after the sender exited: {e}"));
+                }
+                Err(again) => tested = again,
+            }
+        }
+    })?;
+    for (i, b) in bufs.iter().enumerate() {
+        if b.iter().any(|&x| x != i as u8 + 1) {
+            return Err(format!("message {} arrived wrong", i + 1));
+        }
+    }
+    match peer.receive_into_with_tag(&mut [0u8; 8], 9) {
+        Err(onecopy::CommError::PeerGone { rank: 1, .. }) => Ok(()),
+        other => Err(format!("a receive from the dead rank ended {other:?}")),
+    }
+}
+
+#[test]
+fn messages_sent_before_a_rank_exits_still_arrive() {
+    let _dog = common::watchdog("messages_sent_before_a_rank_exits_still_arrive", 60);
+    for transport in ["cma-read", "shm-copy"] {
+        for _ in 0..5 {
+            let outcomes = job_with_kill(2, transport, last_words, None);
+            for (rank, o) in outcomes.iter().enumerate() {
+                assert!(matches!(o, Outcome::Ok), "{transport}: rank {rank}: {o:?}");
+            }
+        }
+    }
+}
+
 /// Rank 1 leaves at once; rank 0 has a window of 64 large sends to it in flight.
 fn window_to_a_dead_rank(world: &World) -> Result<(), String> {
     if world.rank() == 1 {
-        return Ok(());
+        return peer_send_pid(world);
     }
     let peer = world.process_at_rank(1);
     let data = vec![1u8; 1 << 20];
-    // Let rank 1 exit first.
-    std::thread::sleep(Duration::from_millis(50));
+    until_rank_1_exits(world)?;
     let start = Instant::now();
     let failed = onecopy::request::scope(|scope| {
         let mut sends = Vec::new();

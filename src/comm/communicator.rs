@@ -578,7 +578,8 @@ pub trait Communicator: sealed::AsCore {
     }
 
     /// Ends the whole job with `code` (`MPI_Abort`): this process exits with it, and the
-    /// launcher stops every other rank.
+    /// launcher stops every other rank. A code whose low 8 bits are 0 would read as success,
+    /// so the process exits 1 instead.
     fn abort(&self, code: i32) -> ! {
         let core = self.core();
         eprintln!(
@@ -587,7 +588,7 @@ pub trait Communicator: sealed::AsCore {
             core.rt.world_size,
             core.name.borrow()
         );
-        std::process::exit(code)
+        std::process::exit(if code & 0xff == 0 { 1 } else { code })
     }
 
     /// Names the communicator (`MPI_Comm_set_name`).

@@ -79,9 +79,27 @@ impl MemFile {
             let mut part = window_dst(dst, at + got, r.len - got);
             let pieces = part.len().min(crate::vm::split::IOV_MAX);
             let part = &mut part[..pieces];
-            match rustix::io::preadv(self.file.as_fd(), part, (r.addr + got) as u64) {
+            let addr = r.addr + got;
+            match rustix::io::preadv(self.file.as_fd(), part, addr as u64) {
                 Ok(n) if n > 0 => got += n,
-                Ok(_) | Err(rustix::io::Errno::IO) | Err(rustix::io::Errno::FAULT) => {
+                // End of file: the process's memory is gone (it is exiting), not a bad address.
+                Ok(_) => {
+                    return Err(VmError::NoSuchProcess {
+                        pid: peer.pid(),
+                        why: "has exited",
+                    }
+                    .into());
+                }
+                // An address past `i64::MAX` is an offset the file refuses (EINVAL): no process
+                // has memory there.
+                Err(rustix::io::Errno::INVAL) if addr > i64::MAX as usize => {
+                    return Err(VmError::BadAddress {
+                        transferred: at + got - from,
+                        addr,
+                    }
+                    .into());
+                }
+                Err(rustix::io::Errno::IO) | Err(rustix::io::Errno::FAULT) => {
                     if !peer.is_alive() {
                         return Err(VmError::NoSuchProcess {
                             pid: peer.pid(),
@@ -126,6 +144,14 @@ mod tests {
                 assert_eq!((transferred, addr), (0, 8));
             }
             other => panic!("unmapped memory read as {other:?}"),
+        }
+        let high = 0xffff_8000_0000_0000;
+        let past = [RemoteRange::new(high, 100)];
+        match file.pull(&me, &past, &mut one, 0, 100, 64) {
+            Err(TransportError::Vm(VmError::BadAddress { transferred, addr })) => {
+                assert_eq!((transferred, addr), (0, high));
+            }
+            other => panic!("an address past i64::MAX read as {other:?}"),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{CommError, Engine};
+use super::{CommError, Engine, ReqId};
 
 /// The peers a waiting rank depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,13 +139,53 @@ impl Idle {
         }
         if let Err(e) = engine.check_peers(self.watch) {
             // Whatever it sent before exiting is still in the rings.
-            if engine.progress()? {
+            if engine.drain()? {
                 self.since = None;
                 return Ok(true);
             }
             return Err(e);
         }
         Ok(true)
+    }
+}
+
+impl Engine {
+    /// Rounds of progress until nothing moves, or until every ring has been read to its end
+    /// once (a dead peer's ring holds at most a ring's cells of records, read 64 a round, so
+    /// what it sent before it died is all delivered then, however busy the live peers keep the
+    /// rounds); true if anything moved. Called when a peer is found dead, before any request is
+    /// failed for it: a peer may send its last messages and exit, and they must still arrive.
+    pub fn drain(&mut self) -> Result<bool, CommError> {
+        let rounds = self.job.segment.layout.ring_cells / 64 + 2;
+        let mut moved = false;
+        for _ in 0..rounds {
+            if !self.progress()? {
+                break;
+            }
+            moved = true;
+        }
+        Ok(moved)
+    }
+
+    /// The requests of `ids` still unfinished whose peers are gone end with the error, once
+    /// everything those peers sent has been delivered.
+    pub fn fail_orphans(&mut self, ids: &[ReqId]) -> Result<(), CommError> {
+        let orphaned = |e: &Engine| {
+            ids.iter()
+                .any(|&id| !e.is_done(id) && e.check_peers(e.watch(id)).is_err())
+        };
+        if !orphaned(self) {
+            return Ok(());
+        }
+        self.drain()?;
+        for &id in ids {
+            if !self.is_done(id)
+                && let Err(e) = self.check_peers(self.watch(id))
+            {
+                self.abandon(id, e);
+            }
+        }
+        Ok(())
     }
 }
 

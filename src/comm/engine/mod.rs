@@ -253,10 +253,12 @@ impl Engine {
         if self.push_streams()? {
             moved = true;
         }
-        if self.read_pipes()? {
+        // Only a vmsplice job has pipes (an RTS of another single-copy mechanism is refused),
+        // and only a job with an attached buffer has deferred sends: the common case skips both.
+        if self.job.mechanism == Mechanism::Vmsplice && self.read_pipes()? {
             moved = true;
         }
-        if self.start_all_deferred()? {
+        if self.bsend.is_some() && self.start_all_deferred()? {
             moved = true;
         }
         if !moved && self.give_back_slots() {
@@ -326,8 +328,8 @@ impl Engine {
         }
         if !self.is_done(id) && self.last_check.elapsed() >= crate::transport::POLL_INTERVAL {
             self.last_check = std::time::Instant::now();
-            if let Err(e) = self.check_peers(self.watch(id)) {
-                self.abandon(id, e);
+            if let Err(e) = self.fail_orphans(&[id]) {
+                self.fail_one_of(&[id], e);
             }
         }
         self.take(id)
@@ -351,10 +353,8 @@ impl Engine {
                 Ok(false) => {}
                 // A sleep passed: a request whose peer died would never finish.
                 Ok(true) => {
-                    for &id in ids {
-                        if let Err(e) = self.check_peers(self.watch(id)) {
-                            self.abandon(id, e);
-                        }
+                    if let Err(e) = self.fail_orphans(ids) {
+                        self.fail_one_of(ids, e);
                     }
                 }
                 Err(e) => self.fail_one_of(ids, e),

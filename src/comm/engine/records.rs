@@ -108,6 +108,15 @@ impl Engine {
         true
     }
 
+    /// Appends a record to the ring towards `dest` without ringing its bell: a peer asleep on it
+    /// sleeps on. For tests that need a record to arrive unannounced.
+    #[cfg(test)]
+    pub(super) fn push_silently(&mut self, dest: usize, head: Head, parts: &[&[u8]]) -> bool {
+        // SAFETY: as in `try_record`.
+        let ring = unsafe { self.links.out[dest].ring() };
+        self.links.writers[dest].try_push(&ring, head, parts)
+    }
+
     /// Appends a record to the ring towards `dest`, making progress (and sleeping) while it is
     /// full. Before sleeping the ring is looked at once more after announcing the sleep: the
     /// reader frees room without sending us anything, so a look only before would miss a wake-up

@@ -28,6 +28,10 @@ use super::{CommError, Engine, RecvBuf, ReqId, SendBuf, Status, Watch};
 use crate::transport::procmem::MemFile;
 use crate::transport::vmsplice::{self, Pipe};
 use crate::transport::{Mechanism, TransportError, cma, shm_copy};
+
+/// How long a peer whose memory failed a transfer is watched for an exit before the failure is
+/// blamed on it ([`Engine::gone_soon`]).
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 use crate::vm::{RemoteRange, VmError};
 
 /// Bytes a combining receive reads from a vmsplice pipe before folding them: whole elements,
@@ -227,8 +231,18 @@ impl Engine {
         if rts.len == 0 {
             return Err(self.protocol(source, "RTS for an empty message"));
         }
-        if rts.mechanism().is_none() {
-            return Err(self.protocol(source, format!("RTS for unknown mechanism {}", rts.how)));
+        match rts.mechanism() {
+            None => {
+                return Err(self.protocol(source, format!("RTS for unknown mechanism {}", rts.how)));
+            }
+            // Every rank streams, or uses the job's mechanism: nothing else was probed.
+            Some(how) if how != Mechanism::ShmCopy && how != self.job.mechanism => {
+                return Err(self.protocol(
+                    source,
+                    format!("RTS for {how} in a job that uses {}", self.job.mechanism),
+                ));
+            }
+            Some(_) => {}
         }
         let env = Envelope {
             context: record.context,
@@ -368,8 +382,14 @@ impl Engine {
         }
         let fd =
             i32::try_from(fd).map_err(|_| self.protocol(source, "pipe descriptor out of range"))?;
-        let read =
-            vmsplice::fetch(self.peer(source)?, fd).map_err(|e| self.move_failure(source, e))?;
+        let read = vmsplice::fetch(self.peer(source)?, fd).map_err(|e| match e {
+            // A descriptor the peer does not have, or one that is not a pipe: its fault, unless
+            // it is dying (its descriptors close before its death shows).
+            TransportError::Io { .. } => self
+                .gone_soon(source)
+                .unwrap_or_else(|| self.protocol(source, format!("its pipe cannot be taken: {e}"))),
+            e => self.move_failure(source, e),
+        })?;
         self.rdv.pipe_reads[source] = Some(read);
         Ok(())
     }
@@ -397,14 +417,33 @@ impl Engine {
                     pid,
                 }
             }
-            // A live peer named memory it does not have (or freed it before the pull): its fault.
-            (Ok(()), TransportError::Vm(e @ VmError::BadAddress { .. })) => {
-                self.protocol(rank, format!("its buffer cannot be read: {e}"))
-            }
+            // A live peer named memory it does not have (or freed it before the pull): its fault,
+            // unless it is dying: a killed process's memory goes before its pidfd says so.
+            (Ok(()), TransportError::Vm(e @ VmError::BadAddress { .. })) => self
+                .gone_soon(rank)
+                .unwrap_or_else(|| self.protocol(rank, format!("its buffer cannot be read: {e}"))),
             (Ok(()), TransportError::Short { moved, wanted }) => {
-                self.protocol(rank, format!("pulled {moved} of {wanted} bytes"))
+                self.gone_soon(rank).unwrap_or_else(|| {
+                    self.protocol(rank, format!("pulled {moved} of {wanted} bytes"))
+                })
             }
             (Ok(()), e) => CommError::Vm(e.to_string()),
+        }
+    }
+
+    /// [`CommError::PeerGone`] if `rank` turns out to be exiting within [`EXIT_GRACE`]: the
+    /// kernel tears a killed process's memory down before its pidfd reports the exit, so a
+    /// transfer can fail on its memory a moment before the death shows. Only on an error path.
+    fn gone_soon(&self, rank: usize) -> Option<CommError> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Err(gone) = self.check_peers(Watch::Rank(rank)) {
+                return Some(gone);
+            }
+            if start.elapsed() >= EXIT_GRACE {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -782,9 +821,9 @@ impl Engine {
             };
             let n = match read {
                 Ok(Some(0)) => {
+                    // The pipe closes as its writer dies, a moment before the death shows.
                     let e = self
-                        .check_peers(Watch::Rank(source))
-                        .err()
+                        .gone_soon(source)
                         .unwrap_or_else(|| self.protocol(source, "its pipe closed mid-message"));
                     self.rdv.piped[source].pop_front();
                     self.rdv.pipe_scratch.remove(&source);

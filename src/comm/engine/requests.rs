@@ -282,7 +282,11 @@ impl Engine {
     }
 
     /// Gives up on request `id` (its peer died): it is forgotten by every queue and ends with `e`.
+    /// A request that has finished keeps its result.
     pub fn abandon(&mut self, id: ReqId, e: CommError) {
+        if self.is_done(id) {
+            return;
+        }
         self.matching.posted.retain(|&p| p != id);
         self.rdv.forget(id);
         self.eager.acks.retain(|_, &mut r| r != id);
