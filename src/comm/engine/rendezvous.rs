@@ -703,7 +703,11 @@ impl Engine {
                 }
                 piping.push(dest);
                 let n = self.splice_towards(dest, buf, sent)?;
-                moved |= n > 0;
+                if n > 0 {
+                    // The receiver may sleep waiting for the pipe: no record tells it.
+                    self.ring_bell(dest);
+                    moved = true;
+                }
                 sent += n;
                 if let Some(Req::Rendezvous { stream, .. }) = self.requests.get_mut(&id) {
                     *stream = Some(sent);
@@ -842,6 +846,8 @@ impl Engine {
                 }
             };
             moved = true;
+            // The sender may sleep waiting for room in the pipe: no record tells it.
+            self.ring_bell(source);
             if let Some(combine) = buf.combine {
                 let whole = self.rdv.pipe_scratch.get(&source).map_or(0, Vec::len);
                 if whole == PIPE_PIECE_BYTES.min(len - got)
