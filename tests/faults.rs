@@ -651,7 +651,7 @@ fn forked_kill_soak() {
     };
     let mut counts = std::collections::BTreeMap::new();
     for job in 0..jobs {
-        let transport = ["cma-read", "cma-split", "shm-copy"][job % 3];
+        let transport = onecopy::transport::NAMES[job % onecopy::transport::NAMES.len()];
         let victim = (next() % 2) as usize;
         // From 20 ms on, when both ranks have joined: a rank killed before it has written its
         // pid into the segment cannot be watched, and its peer waits for join's 60 s deadline
