@@ -19,8 +19,14 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str], timeout: Duration) -> std::process::Output {
+    run_with(args, &[], timeout)
+}
+
+/// `onecopy ARGS` with the variables `env` set, killed (and the test failed) after `timeout`.
+fn run_with(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_onecopy"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -148,33 +154,22 @@ const PROGRAM_VAR: &str = "ONECOPY_TEST_PROGRAM";
 /// Runs this test binary's [`rank_program`] as `n` ranks of `onecopy run`.
 fn run_rank_program(program: &str, n: usize, transport: &str) -> std::process::Output {
     let me = std::env::current_exe().expect("test binary");
-    let n = n.to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onecopy"))
-        .args([
-            "run",
-            "-n",
-            &n,
-            "--transport",
-            transport,
-            "--tag-output",
-            "--",
-        ])
-        .arg(me)
-        .args(["--exact", "rank_program", "--ignored", "--nocapture"])
-        .env(PROGRAM_VAR, program)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start onecopy run");
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("{program} on {n} ranks ({transport}) did not finish within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("output")
+    let (n, me) = (n.to_string(), me.to_str().expect("path").to_string());
+    let args = [
+        "run",
+        "-n",
+        &n,
+        "--transport",
+        transport,
+        "--tag-output",
+        "--",
+        &me,
+        "--exact",
+        "rank_program",
+        "--ignored",
+        "--nocapture",
+    ];
+    run_with(&args, &[(PROGRAM_VAR, program)], Duration::from_secs(60))
 }
 
 /// Not a test by itself: the rank program that the tests below start under `onecopy run`

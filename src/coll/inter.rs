@@ -15,8 +15,8 @@
 use bytemuck::Pod;
 
 use super::{
-    AtRoot, Operation, bytes, bytes_mut, equal_blocks, exchange, exchange_all, invalid, ranges,
-    receive, send, tag,
+    AtRoot, Operation, all_to_all_block, bytes, bytes_mut, check_same_length, equal_blocks,
+    exchange, exchange_all, invalid, ranges, receive, send, tag,
 };
 use crate::comm::{CommCore, CommError, PROC_NULL, Process, ROOT, Rank};
 
@@ -46,10 +46,7 @@ pub(crate) fn side<'a>(p: &Process<'a>) -> Option<Side<'a>> {
 
 /// The intercommunicator's private communicator of this rank's group.
 fn local(c: &CommCore) -> Result<&CommCore, CommError> {
-    c.local_comm
-        .as_ref()
-        .map(|l| &*l.core)
-        .ok_or_else(|| CommError::Config("an intercommunicator without its local group".into()))
+    c.local_group_core().map(|l| &**l)
 }
 
 /// `root` checked to be a rank of the remote group.
@@ -114,13 +111,7 @@ pub(crate) fn all_reduce_into<T: Pod, O: Operation<T>>(
     recv: &mut [T],
     op: &O,
 ) -> Result<(), CommError> {
-    if recv.len() != send.len() {
-        return Err(invalid(format!(
-            "all_reduce_into: {} receive elements for {} sent",
-            recv.len(),
-            send.len()
-        )));
-    }
+    check_same_length("all_reduce_into", send, recv)?;
     let l = local(c)?;
     let at = AtRoot { comm: l, root: 0 };
     if l.rank() == 0 {
@@ -281,14 +272,7 @@ pub(crate) fn all_to_all_into<T: Pod>(
     recv: &mut [T],
 ) -> Result<(), CommError> {
     let n = c.target_size() as usize;
-    if n == 0 || !send.len().is_multiple_of(n) || recv.len() != send.len() {
-        return Err(invalid(format!(
-            "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
-            send.len(),
-            recv.len()
-        )));
-    }
-    let (counts, displs) = equal_blocks(n, send.len() / n);
+    let (counts, displs) = equal_blocks(n, all_to_all_block(n, send, recv)?);
     all_to_all_varcount_into(c, send, &counts, &displs, recv, &counts, &displs)
 }
 

@@ -112,6 +112,31 @@ fn invalid(what: impl Into<String>) -> CommError {
     CommError::InvalidArgument(what.into())
 }
 
+/// `recv` as long as `send`, as a reduction needs; else an error naming `what`.
+fn check_same_length<T>(what: &str, send: &[T], recv: &[T]) -> Result<(), CommError> {
+    if recv.len() == send.len() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{what}: {} receive elements for {} sent",
+        recv.len(),
+        send.len()
+    )))
+}
+
+/// The block length of an all-to-all over `n` ranks: `send` and `recv` of one length that `n`
+/// equal blocks make up; else an error.
+fn all_to_all_block<T>(n: usize, send: &[T], recv: &[T]) -> Result<usize, CommError> {
+    if n == 0 || !send.len().is_multiple_of(n) || recv.len() != send.len() {
+        return Err(invalid(format!(
+            "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
+            send.len(),
+            recv.len()
+        )));
+    }
+    Ok(send.len() / n)
+}
+
 fn check_root(comm: &CommCore, root: i32) -> Result<i32, CommError> {
     if (0..comm.size()).contains(&root) {
         Ok(root)
@@ -511,14 +536,7 @@ pub(crate) fn all_to_all_into<T: Pod>(
     recv: &mut [T],
 ) -> Result<(), CommError> {
     let n = comm.size() as usize;
-    if !send.len().is_multiple_of(n) || recv.len() != send.len() {
-        return Err(invalid(format!(
-            "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
-            send.len(),
-            recv.len()
-        )));
-    }
-    let each = std::mem::size_of_val(send) / n;
+    let each = all_to_all_block(n, send, recv)? * std::mem::size_of::<T>();
     let (send, recv) = (bytes(send), bytes_mut(recv));
     if each > 0 && all_to_all_at_once(comm, n, each) {
         let out = send.chunks(each).map(|b| b as &[u8]);

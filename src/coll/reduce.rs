@@ -22,7 +22,8 @@ use bytemuck::Pod;
 
 use super::AtRoot;
 use super::{
-    Operation, Slot, bytes, bytes_mut, exchange, invalid, receive, send, tag, with_scratch,
+    Operation, Slot, bytes, bytes_mut, check_same_length, exchange, invalid, receive, send, tag,
+    with_scratch,
 };
 use crate::comm::{Combine, CommCore, CommError};
 use crate::transport::Mechanism;
@@ -331,13 +332,7 @@ impl AtRoot<'_> {
                 comm.rank()
             )));
         }
-        if recv.len() != send.len() {
-            return Err(invalid(format!(
-                "reduce_into_root: {} receive elements for {} sent",
-                recv.len(),
-                send.len()
-            )));
-        }
+        check_same_length("reduce_into_root", send, recv)?;
         if root == 0 {
             tree_reduce(comm, send, Some(recv), &op, root)
         } else {
@@ -401,13 +396,7 @@ pub(crate) fn all_reduce_into<T: Pod, O: Operation<T>>(
     recv: &mut [T],
     op: O,
 ) -> Result<(), CommError> {
-    if recv.len() != send.len() {
-        return Err(invalid(format!(
-            "all_reduce_into: {} receive elements for {} sent",
-            recv.len(),
-            send.len()
-        )));
-    }
+    check_same_length("all_reduce_into", send, recv)?;
     let n = comm.size() as usize;
     recv.copy_from_slice(send);
     if n == 1 {

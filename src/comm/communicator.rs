@@ -179,6 +179,14 @@ impl CommCore {
         self.remote.is_some()
     }
 
+    /// An intercommunicator's private communicator of this rank's group.
+    pub(crate) fn local_group_core(&self) -> Result<&Rc<CommCore>, CommError> {
+        self.local_comm
+            .as_ref()
+            .map(|l| &l.core)
+            .ok_or_else(|| CommError::Config("an intercommunicator without its local group".into()))
+    }
+
     pub(crate) fn p2p_context(&self) -> u32 {
         context::p2p(self.id, self.generation)
     }

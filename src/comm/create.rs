@@ -72,6 +72,29 @@ fn trade(
     theirs
 }
 
+/// A leader's half of joining two groups: trades its group's offer and `extra` with the
+/// other leader (`rank` of `over`, in `context` with `tag`) and answers with the decision from
+/// both offers and the other leader's extra bytes.
+fn leaders_trade(
+    ours: Offer,
+    extra: &[u8],
+    over: &CommCore,
+    rank: Rank,
+    context: u32,
+    tag: Tag,
+) -> Result<Vec<u8>, CommError> {
+    let mut offer = ours.bytes();
+    offer.extend(extra);
+    let theirs = trade(over, rank, context, tag, &offer)?;
+    if theirs.len() < OFFER_BYTES {
+        return Err(CommError::Config(
+            "a malformed intercommunicator offer".into(),
+        ));
+    }
+    let both = ours.and(Offer::of(&theirs[..OFFER_BYTES])?);
+    Ok(answer_bytes(both.decide(), &theirs[OFFER_BYTES..]))
+}
+
 /// Every rank's `mine`, at `root` (in rank order); `None` elsewhere.
 fn gather(core: &CommCore, root: Rank, mine: &[u8]) -> Result<Option<Vec<Vec<u8>>>, CommError> {
     let ctx = core.coll_context();
@@ -414,24 +437,9 @@ pub(crate) fn create_group(
 /// communicator), the leaders' trade with `extra` bytes each, then each leader's answer to its
 /// group. Returns the agreement and the other leader's extra bytes.
 fn agree_across(core: &CommCore, extra: &[u8]) -> Result<(Agreed, Vec<u8>), CommError> {
-    let local = &core
-        .local_comm
-        .as_ref()
-        .ok_or_else(|| CommError::Config("an intercommunicator without its local group".into()))?
-        .core;
+    let local = core.local_group_core()?;
     let answer = match offers_at(local, 0)? {
-        Some(ours) => {
-            let mut offer = ours.bytes();
-            offer.extend(extra);
-            let theirs = trade(core, 0, core.coll_context(), AGREE, &offer)?;
-            if theirs.len() < OFFER_BYTES {
-                return Err(CommError::Config(
-                    "a malformed intercommunicator offer".into(),
-                ));
-            }
-            let both = ours.and(Offer::of(&theirs[..OFFER_BYTES])?);
-            answer_bytes(both.decide(), &theirs[OFFER_BYTES..])
-        }
+        Some(ours) => leaders_trade(ours, extra, core, 0, core.coll_context(), AGREE)?,
         None => Vec::new(),
     };
     let answer = broadcast(local, 0, answer)?;
@@ -469,14 +477,7 @@ fn make_inter(
 
 fn duplicate_inter(core: &Rc<CommCore>) -> Result<SimpleCommunicator, CommError> {
     let (agreed, _) = agree_across(core, &[])?;
-    let local_comm = match &core.local_comm {
-        Some(c) => duplicate(&c.core)?,
-        None => {
-            return Err(CommError::Config(
-                "an intercommunicator without its local group".into(),
-            ));
-        }
-    };
+    let local_comm = duplicate(core.local_group_core()?)?;
     let remote = core.target().world_ranks().to_vec();
     make_inter(core, agreed, &core.local, remote, local_comm).map(|i| i.as_simple().clone())
 }
@@ -496,16 +497,8 @@ pub(crate) fn intercomm(
     let answer = match offers_at(&private.core, local_leader)? {
         Some(ours) => {
             let tag = super::communicator::send_tag(tag)?;
-            let mut offer = ours.bytes();
-            offer.extend(ranks_bytes(local.local.world_ranks()));
-            let theirs = trade(peer, remote_leader, peer.p2p_context(), tag, &offer)?;
-            if theirs.len() < OFFER_BYTES {
-                return Err(CommError::Config(
-                    "a malformed intercommunicator offer".into(),
-                ));
-            }
-            let both = ours.and(Offer::of(&theirs[..OFFER_BYTES])?);
-            answer_bytes(both.decide(), &theirs[OFFER_BYTES..])
+            let extra = ranks_bytes(local.local.world_ranks());
+            leaders_trade(ours, &extra, peer, remote_leader, peer.p2p_context(), tag)?
         }
         None => Vec::new(),
     };

@@ -222,6 +222,30 @@ pub struct JobSpec {
     pub config: Config,
 }
 
+/// Joins, as `rank` of a `size`-rank job whose launcher is `launcher_pid`, the job laid out in
+/// `segment` (shared with the forking test, hence cloned): what a forked rank of a unit test
+/// does first.
+#[cfg(test)]
+pub(crate) fn join_forked(
+    segment: &Segment,
+    rank: usize,
+    size: usize,
+    launcher_pid: i32,
+    transport: TransportChoice,
+    config: &Config,
+) -> Result<Universe, String> {
+    let segment = segment.try_clone().map_err(|e| e.to_string())?;
+    join(JobSpec {
+        segment,
+        rank,
+        size,
+        launcher_pid,
+        transport,
+        config: config.clone(),
+    })
+    .map_err(|e| e.to_string())
+}
+
 /// Joins the job described by `spec`: registers this rank, waits for the others, tests that
 /// the job's mechanism reaches each of them and agrees with them on how large messages move.
 pub fn join(spec: JobSpec) -> Result<Universe, CommError> {

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::super::ring::Head;
+use super::super::start::join_forked;
 use super::super::wire::{self, kind};
-use super::super::{CommError, JobSpec, Universe, init_segment, join, segment_bytes};
+use super::super::{CommError, Universe, init_segment, segment_bytes};
 use super::records::ring_of;
 use super::{Engine, RecvBuf, Want};
 use crate::child::{Child, Exit};
@@ -325,20 +326,7 @@ fn run_hostile_jobs(jobs: u64, records: usize) -> BTreeMap<String, usize> {
             // shared with the parent's threads but the segment and the verdict file.
             let child = unsafe {
                 Child::fork(move || {
-                    let joined = segment
-                        .try_clone()
-                        .map_err(|e| e.to_string())
-                        .and_then(|s| {
-                            join(JobSpec {
-                                segment: s,
-                                rank,
-                                size: 2,
-                                launcher_pid: me,
-                                transport,
-                                config: config.clone(),
-                            })
-                            .map_err(|e| e.to_string())
-                        });
+                    let joined = join_forked(segment, rank, 2, me, transport, config);
                     match joined {
                         Ok(u) if rank == 0 => hostile(&u, seed, records),
                         Ok(u) => {

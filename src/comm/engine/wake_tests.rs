@@ -10,7 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::{JobSpec, Universe, init_segment, join, segment_bytes};
+use super::super::start::join_forked;
+use super::super::{Universe, init_segment, segment_bytes};
 use crate::child::{Child, Exit};
 use crate::config::Config;
 use crate::shm::Segment;
@@ -198,20 +199,7 @@ fn run(transport: TransportChoice, rank0: RankFn, rank1: RankFn) {
         // parent's threads but the segment and its error file.
         let child = unsafe {
             Child::fork(move || {
-                let outcome = segment
-                    .try_clone()
-                    .map_err(|e| e.to_string())
-                    .and_then(|segment| {
-                        join(JobSpec {
-                            segment,
-                            rank,
-                            size: 2,
-                            launcher_pid: me,
-                            transport,
-                            config: config.clone(),
-                        })
-                        .map_err(|e| e.to_string())
-                    })
+                let outcome = join_forked(segment, rank, 2, me, transport, config)
                     .and_then(|u| if rank == 0 { rank0(&u) } else { rank1(&u) });
                 match outcome {
                     Ok(()) => 0,
