@@ -13,6 +13,8 @@
 //! - [`launch`]: the launcher behind `onecopy run` — segment, ranks, output, failure, teardown.
 //! - [`bench`](mod@bench): the measurement harness behind `onecopy bench`.
 //! - [`check`]: the self-test behind `onecopy check`.
+//! - [`datatype`]: derived datatypes — layouts, bounds, segments, packing, views and their
+//!   wire form.
 //! - [`config`]: every setting, read once.
 //! - [`tools`]: number and hex parsing, hex dumps and exit codes for `peek`/`poke`.
 //!
@@ -39,6 +41,7 @@ pub mod child;
 pub mod coll;
 pub mod comm;
 pub mod config;
+pub mod datatype;
 pub mod launch;
 pub mod shm;
 pub mod tools;
