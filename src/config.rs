@@ -91,6 +91,12 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "transport auto: rendezvous messages this large or larger use single copy",
     },
     Setting {
+        name: "ONECOPY_LAYOUT_PIECE_BYTES",
+        default: "256",
+        range: "0 to 2^64-1",
+        meaning: "derived datatypes: layouts whose pieces average this many bytes or more move by single copy between the layouts; smaller ones travel packed",
+    },
+    Setting {
         name: "ONECOPY_PIPE_BYTES",
         default: "1048576",
         range: "4096 to 1073741824",
@@ -157,6 +163,8 @@ pub struct Config {
     pub cma_chunk_bytes: usize,
     /// `ONECOPY_CMA_THRESHOLD`.
     pub cma_threshold_bytes: usize,
+    /// `ONECOPY_LAYOUT_PIECE_BYTES`.
+    pub layout_piece_bytes: usize,
     /// `ONECOPY_PIPE_BYTES`.
     pub pipe_bytes: usize,
     /// `ONECOPY_SPIN_US`.
@@ -180,6 +188,10 @@ pub const DEFAULT_CMA_CHUNK_BYTES: usize = 1 << 20;
 /// between two ranks on the reference machine (BENCHMARKS.md).
 pub const DEFAULT_CMA_THRESHOLD: usize = 128 << 20;
 
+/// Layouts whose pieces average at least this many bytes move by single copy straight between
+/// the two layouts; smaller pieces are packed (BENCHMARKS.md, "Derived datatypes").
+pub const DEFAULT_LAYOUT_PIECE_BYTES: usize = 256;
+
 /// Messages up to this many bytes travel inside the ring record by default.
 pub const DEFAULT_INLINE_LIMIT: usize = 1024;
 
@@ -194,6 +206,7 @@ impl Default for Config {
             ring_cells: 1024,
             cma_chunk_bytes: DEFAULT_CMA_CHUNK_BYTES,
             cma_threshold_bytes: DEFAULT_CMA_THRESHOLD,
+            layout_piece_bytes: DEFAULT_LAYOUT_PIECE_BYTES,
             pipe_bytes: 1 << 20,
             spin: Duration::from_micros(1000),
             bind: Bind::Core,
@@ -251,6 +264,10 @@ impl Config {
         set(
             &mut c.cma_threshold_bytes,
             number("ONECOPY_CMA_THRESHOLD", 0, usize::MAX)?,
+        );
+        set(
+            &mut c.layout_piece_bytes,
+            number("ONECOPY_LAYOUT_PIECE_BYTES", 0, usize::MAX)?,
         );
         set(
             &mut c.pipe_bytes,

@@ -18,6 +18,7 @@
 
 mod buffer;
 pub mod coll;
+pub mod datatype;
 mod error;
 mod job;
 pub mod mechanisms;
@@ -51,8 +52,12 @@ pub const MEMCPY: &str = "memcpy";
 /// A value that is not finite is written as `null` (JSON has no NaN) and read back as NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// Which benchmark: `mechanisms`, `latency`, `bw`, `bibw`, or a collective such as `allreduce`.
+    /// Which benchmark: `mechanisms`, `latency`, `bw`, `bibw`, `datatype`, or a collective such
+    /// as `allreduce`.
     pub bench: String,
+    /// `datatype`: which layout (`vector`, `column`); absent for the other benchmarks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
     /// Which mechanism or transport moved the bytes (`cma-read`, `shm-copy`, [`MEMCPY`], ...).
     pub transport: String,
     /// How many processes took part.
@@ -78,11 +83,28 @@ impl Record {
     ) -> Self {
         Record {
             bench: bench.to_string(),
+            layout: None,
             transport: transport.to_string(),
             ranks,
             bytes,
             value,
             unit: unit.to_string(),
+        }
+    }
+}
+
+impl Record {
+    /// The same record for layout `layout` (`datatype`).
+    pub fn with_layout(mut self, layout: &str) -> Self {
+        self.layout = Some(layout.to_string());
+        self
+    }
+
+    /// The table it belongs in: its bench, and its layout if it has one (`datatype vector`).
+    pub fn table(&self) -> String {
+        match &self.layout {
+            Some(layout) => format!("{} {layout}", self.bench),
+            None => self.bench.clone(),
         }
     }
 }

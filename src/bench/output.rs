@@ -83,7 +83,7 @@ fn csv(records: &[Record]) -> String {
         let _ = writeln!(
             out,
             "{},{},{},{},{},{}",
-            csv_field(&r.bench),
+            csv_field(&r.table()),
             csv_field(&r.transport),
             r.ranks,
             r.bytes,
@@ -142,14 +142,14 @@ pub(super) fn sections(records: &[Record]) -> Vec<Section> {
     let has_others = |r: &Record| {
         records
             .iter()
-            .any(|o| !is_memcpy(o) && o.bench == r.bench && o.unit == r.unit)
+            .any(|o| !is_memcpy(o) && o.table() == r.table() && o.unit == r.unit)
     };
-    let mut keys: Vec<(&str, u32, &str)> = Vec::new();
+    let mut keys: Vec<(String, u32, &str)> = Vec::new();
     for r in records {
         if is_memcpy(r) && has_others(r) {
             continue;
         }
-        let key = (r.bench.as_str(), r.ranks, r.unit.as_str());
+        let key = (r.table(), r.ranks, r.unit.as_str());
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -157,7 +157,7 @@ pub(super) fn sections(records: &[Record]) -> Vec<Section> {
     keys.into_iter()
         .map(|(bench, ranks, unit)| {
             let belongs = |r: &Record| {
-                r.bench == bench
+                r.table() == bench
                     && r.unit == unit
                     && (r.ranks == ranks || (is_memcpy(r) && has_others(r)))
             };
@@ -175,7 +175,7 @@ pub(super) fn sections(records: &[Record]) -> Vec<Section> {
                 }
             }
             Section {
-                bench: bench.to_string(),
+                bench,
                 ranks,
                 unit: unit.to_string(),
                 transports,

@@ -99,6 +99,31 @@ enum BenchCommand {
     P2p(P2pArgs),
     /// Collectives on N ranks: average latency per call (OSU style).
     Coll(CollArgs),
+    /// A ping-pong of one non-contiguous message (a derived datatype on both sides): latency as
+    /// osu_latency, by single copy between the layouts, packed by hand, or by any mechanism.
+    Datatype(DatatypeArgs),
+}
+
+#[derive(clap::Args)]
+struct DatatypeArgs {
+    /// Payload bytes (the data, not the extent), comma-separated, K/M/G meaning KiB/MiB/GiB;
+    /// whole 64-byte blocks [default: 4K to 64M, 4x steps].
+    #[arg(long, value_parser = parse_p2p_sizes)]
+    sizes: Option<SizeList>,
+    /// Layouts, comma-separated: vector (64-byte blocks at a 128-byte stride), column (one f64
+    /// per 512-byte row).
+    #[arg(long, default_value = "vector,column")]
+    layouts: String,
+    /// `auto`, `all` (auto, pack and every mechanism), or a comma-separated list of auto, pack,
+    /// cma-read, cma-write, cma-split, shm-copy, procmem, vmsplice; one job per transport.
+    #[arg(long, default_value = "auto")]
+    transports: String,
+    /// Output: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: onecopy::bench::Format,
+    /// Milliseconds aimed at for each (layout, size).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    budget_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -270,6 +295,7 @@ fn bench(what: Option<BenchCommand>) -> i32 {
         Some(BenchCommand::Mechanisms(args)) => args,
         Some(BenchCommand::P2p(args)) => return p2p(args),
         Some(BenchCommand::Coll(args)) => return coll(args),
+        Some(BenchCommand::Datatype(args)) => return datatype(args),
         // The short default suite: a few sizes of every mechanism, then point to point.
         None => {
             let code = mechanisms(MechanismsArgs {
@@ -314,6 +340,33 @@ fn runtime_transports(arg: &str, bench: &str) -> Result<Vec<String>, String> {
             TRANSPORTS.join(", ")
         )),
         None => Ok(transports),
+    }
+}
+
+fn datatype(args: DatatypeArgs) -> i32 {
+    use onecopy::bench::{Progress, datatype};
+    let list = |arg: &str, all: &[&str]| -> Vec<String> {
+        match arg.trim() {
+            "all" => all.iter().map(|s| s.to_string()).collect(),
+            list => list.split(',').map(|s| s.trim().to_string()).collect(),
+        }
+    };
+    let mut options = datatype::Options {
+        layouts: list(&args.layouts, &datatype::LAYOUTS),
+        transports: list(&args.transports, &datatype::TRANSPORTS),
+        budget: std::time::Duration::from_millis(args.budget_ms),
+        ..Default::default()
+    };
+    if let Some(SizeList(sizes)) = args.sizes {
+        options.sizes = sizes;
+    }
+    let progress = Progress::new(datatype::progress_steps(&options), "datatype");
+    let records = datatype::run(&options, &progress);
+    progress.finish();
+    match records {
+        Ok(records) => show(&records, args.format, None, "onecopy bench datatype"),
+        Err(e @ onecopy::bench::BenchError::InvalidOption(_)) => fail(e, EXIT_USAGE),
+        Err(e) => fail(e, 1),
     }
 }
 

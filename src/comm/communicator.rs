@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::buffer::{Incoming, Outgoing};
 use super::context;
 use super::engine::{Combine, RecvBuf, ReqId, SendBuf, Want};
 use super::group::{Members, UserGroup};
@@ -272,6 +273,132 @@ impl CommCore {
         self.rt
             .engine()
             .post_send(dest, self.p2p_context(), tag, data, sync)
+    }
+
+    /// Sends `message` to target rank `rank` and returns once its buffer may be reused.
+    pub(crate) fn send_message(
+        &self,
+        rank: Rank,
+        tag: Tag,
+        message: Outgoing,
+        sync: bool,
+    ) -> Result<(), CommError> {
+        match message {
+            Outgoing::Bytes { ptr, len } => {
+                // SAFETY: the caller's buffer, borrowed for this call.
+                let data = unsafe { std::slice::from_raw_parts(ptr, len) };
+                self.send(rank, tag, data, sync)
+            }
+            laid => {
+                // SAFETY: the caller's buffer, borrowed until the wait below.
+                let id = unsafe { self.post_send_message(rank, tag, &laid, sync)? };
+                self.rt.wait(id).map(|_| ())
+            }
+        }
+    }
+
+    /// Starts sending `message` to target rank `rank`.
+    ///
+    /// # Safety
+    /// The message's memory must stay alive and unchanged until the request finishes.
+    pub(crate) unsafe fn post_send_message(
+        &self,
+        rank: Rank,
+        tag: Tag,
+        message: &Outgoing,
+        sync: bool,
+    ) -> Result<ReqId, CommError> {
+        match message {
+            &Outgoing::Bytes { ptr, len } => {
+                // SAFETY: the caller's contract.
+                let data = unsafe { std::slice::from_raw_parts(ptr, len) };
+                // SAFETY: the caller's contract.
+                unsafe { self.post_send(rank, tag, SendBuf::of(data), sync) }
+            }
+            Outgoing::Laid(placed) => {
+                if rank == PROC_NULL {
+                    return Ok(self.completed(Status::null()));
+                }
+                let dest = self.world_of(rank)?;
+                // SAFETY: the caller's contract.
+                unsafe {
+                    self.rt
+                        .engine()
+                        .post_laid_send(dest, self.p2p_context(), tag, placed, sync)
+                }
+            }
+        }
+    }
+
+    /// Sends a copy of `message` from the attached buffer (`MPI_Bsend`), packed if it is laid
+    /// out by a datatype.
+    pub(crate) fn buffered_send_message(
+        &self,
+        rank: Rank,
+        tag: Tag,
+        message: Outgoing,
+    ) -> Result<(), CommError> {
+        match message {
+            Outgoing::Bytes { ptr, len } => {
+                // SAFETY: the caller's buffer, borrowed for this call.
+                let data = unsafe { std::slice::from_raw_parts(ptr, len) };
+                self.buffered_send(rank, tag, data)
+            }
+            Outgoing::Laid(placed) => {
+                // SAFETY: the caller's buffer, borrowed for this call.
+                let packed = unsafe { self.rt.engine().pack(&placed)? };
+                self.buffered_send(rank, tag, &packed)
+            }
+        }
+    }
+
+    /// Starts receiving into `buf` a message from `rank` (`None`: any) with `tag` (`None`: any);
+    /// a non-contiguous layout is staged, or filled directly by single copy.
+    ///
+    /// # Safety
+    /// `buf`'s memory must stay alive and otherwise unused until the request finishes.
+    pub(crate) unsafe fn post_receive_message(
+        &self,
+        rank: Option<Rank>,
+        tag: Option<Tag>,
+        buf: Incoming,
+    ) -> Result<ReqId, CommError> {
+        match buf {
+            // SAFETY: the caller's contract.
+            Incoming::Bytes { ptr, len } => unsafe {
+                self.post_receive(rank, tag, RecvBuf::plain(ptr, len))
+            },
+            Incoming::Laid(target) => {
+                if rank == Some(PROC_NULL) {
+                    return Ok(self.completed(Status::null()));
+                }
+                let want = self.want(rank, tag)?;
+                let mut engine = self.rt.engine();
+                let (recv, extra) = engine.scatter_for(target);
+                engine.post_receive_with(want, recv, Some(extra))
+            }
+        }
+    }
+
+    /// Receives into `buf` the message a matched probe took (its engine key).
+    ///
+    /// # Safety
+    /// As [`CommCore::post_receive_message`].
+    pub(crate) unsafe fn post_matched_receive(
+        &self,
+        key: u64,
+        buf: Incoming,
+    ) -> Result<ReqId, CommError> {
+        let mut engine = self.rt.engine();
+        match buf {
+            Incoming::Bytes { ptr, len } => {
+                engine.post_matched_receive(key, RecvBuf::plain(ptr, len), None)
+            }
+            Incoming::Laid(target) => {
+                let (recv, extra) = engine.scatter_for(target);
+                engine.post_matched_receive(key, recv, Some(extra))
+            }
+        }
     }
 
     /// Sends a copy of `data` from the attached buffer (`MPI_Bsend`).

@@ -22,6 +22,7 @@
 //!
 //! Collectives ([`crate::coll`]) are written against the same core, above this module.
 
+pub(crate) mod buffer;
 mod communicator;
 pub(crate) mod context;
 mod create;
@@ -38,6 +39,7 @@ mod start;
 pub(crate) mod tags;
 mod wire;
 
+pub use buffer::{Buffer, BufferMut};
 pub use communicator::{
     Color, CommCore, Communicator, CommunicatorRelation, InterCommunicator, Key, MergeOrder,
     PROC_NULL, ROOT, Rank, SimpleCommunicator, Tag, UNDEFINED, World,

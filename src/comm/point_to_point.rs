@@ -12,9 +12,11 @@ use std::rc::Rc;
 use bytemuck::Pod;
 
 use super::CommError;
+use super::buffer::{Buffer, BufferMut, incoming, outgoing};
 use super::communicator::{CommCore, PROC_NULL, Rank, Tag, receive_tag, send_tag};
-use super::engine::{RecvBuf, SendBuf};
+use super::engine::RecvBuf;
 use super::request::{PersistentRequest, Request, Scope, SendMode};
+use crate::datatype::Datatype;
 
 /// The largest tag (`MPI_TAG_UB`).
 pub const TAG_UB: Tag = i32::MAX;
@@ -79,20 +81,22 @@ impl Status {
         self.count_bytes / std::mem::size_of::<T>().max(1)
     }
 
+    /// The message's length in elements of `datatype` (`MPI_Get_count`); `None`
+    /// (`MPI_UNDEFINED`) when it is not a whole number of them.
+    pub fn count_of(&self, datatype: &impl AsRef<Datatype>) -> Option<usize> {
+        datatype.as_ref().count_in(self.count_bytes)
+    }
+
+    /// The number of basic elements (the primitives `datatype` is made of) the message holds
+    /// (`MPI_Get_elements`): counts a partial last element's whole primitives.
+    pub fn elements_of(&self, datatype: &impl AsRef<Datatype>) -> usize {
+        datatype.as_ref().primitive_elements_in(self.count_bytes)
+    }
+
     /// Whether the operation was cancelled ([`Request::cancel`]).
     pub fn is_cancelled(&self) -> bool {
         self.cancelled
     }
-}
-
-fn bytes<T: Pod>(s: &[T]) -> &[u8] {
-    bytemuck::cast_slice(s)
-}
-
-/// A receive buffer for the engine.
-fn recv_buf<T: Pod>(buf: &mut [T]) -> RecvBuf {
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
-    RecvBuf::plain(bytes.as_mut_ptr(), bytes.len())
 }
 
 /// A tag given to a receive or probe: a send tag, or [`ANY_TAG`].
@@ -194,15 +198,15 @@ impl Message {
     }
 
     /// Receives the message into `buf`.
-    pub fn matched_receive_into<T: Pod>(mut self, buf: &mut [T]) -> Result<Status, CommError> {
+    pub fn matched_receive_into<B: BufferMut + ?Sized>(
+        mut self,
+        buf: &mut B,
+    ) -> Result<Status, CommError> {
         let Some(key) = self.key.take() else {
             return Ok(Status::null());
         };
-        let id = self
-            .core
-            .rt
-            .engine()
-            .post_matched_receive(key, recv_buf(buf))?;
+        // SAFETY: `buf` is borrowed until the receive is waited for, below.
+        let id = unsafe { self.core.post_matched_receive(key, incoming(buf))? };
         self.core.rt.wait(id).map(|s| self.core.translate(s))
     }
 
@@ -223,14 +227,16 @@ impl Message {
     }
 
     /// Starts receiving the message into `buf`.
-    pub fn immediate_matched_receive_into<'s, T: Pod, Sc: Scope<'s>>(
+    pub fn immediate_matched_receive_into<'s, B: BufferMut + ?Sized, Sc: Scope<'s>>(
         mut self,
         scope: Sc,
-        buf: &'s mut [T],
+        buf: &'s mut B,
     ) -> Result<Request<'s, Sc>, CommError> {
         let core = self.core.clone();
         let id = match self.key.take() {
-            Some(key) => core.rt.engine().post_matched_receive(key, recv_buf(buf))?,
+            // SAFETY: `buf` is borrowed for the scope's lifetime, which the request cannot
+            // outlive unfinished (the scope waits for it).
+            Some(key) => unsafe { core.post_matched_receive(key, incoming(buf))? },
             None => core.completed(Status::null()),
         };
         Ok(Request::new(&core, id, true, scope))
@@ -363,15 +369,19 @@ pub trait Source<'a>: sealed::Endpoint<'a> {
     }
 
     /// Receives a message with `tag` into `buf`.
-    fn receive_into_with_tag<T: Pod>(&self, buf: &mut [T], tag: Tag) -> Result<Status, CommError> {
+    fn receive_into_with_tag<B: BufferMut + ?Sized>(
+        &self,
+        buf: &mut B,
+        tag: Tag,
+    ) -> Result<Status, CommError> {
         let (core, rank) = self.endpoint();
         // SAFETY: `buf` is borrowed until the receive is waited for, below.
-        let id = unsafe { core.post_receive(rank, wanted_tag(tag)?, recv_buf(buf))? };
+        let id = unsafe { core.post_receive_message(rank, wanted_tag(tag)?, incoming(buf))? };
         core.rt.wait(id).map(|s| core.translate(s))
     }
 
     /// Receives a message with any tag into `buf`.
-    fn receive_into<T: Pod>(&self, buf: &mut [T]) -> Result<Status, CommError> {
+    fn receive_into<B: BufferMut + ?Sized>(&self, buf: &mut B) -> Result<Status, CommError> {
         self.receive_into_with_tag(buf, ANY_TAG)
     }
 
@@ -401,34 +411,34 @@ pub trait Source<'a>: sealed::Endpoint<'a> {
 
     /// Starts receiving a message with `tag` into `buf`; `scope` keeps `buf` borrowed until the
     /// receive finishes.
-    fn immediate_receive_into_with_tag<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_receive_into_with_tag<'s, B: BufferMut + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s mut [T],
+        buf: &'s mut B,
         tag: Tag,
     ) -> Result<Request<'s, Sc>, CommError> {
         let (core, rank) = self.endpoint();
         // SAFETY: `buf` is borrowed for the scope's lifetime, which the request cannot outlive
         // unfinished (the scope waits for it).
-        let id = unsafe { core.post_receive(rank, wanted_tag(tag)?, recv_buf(buf))? };
+        let id = unsafe { core.post_receive_message(rank, wanted_tag(tag)?, incoming(buf))? };
         Ok(Request::new(core, id, true, scope))
     }
 
     /// Starts receiving a message with any tag into `buf`.
-    fn immediate_receive_into<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_receive_into<'s, B: BufferMut + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s mut [T],
+        buf: &'s mut B,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_receive_into_with_tag(scope, buf, ANY_TAG)
     }
 
     /// A persistent receive of a message with `tag` into `buf`: started with
     /// [`PersistentRequest::start`] as often as wanted (`MPI_Recv_init`).
-    fn receive_init_with_tag<'s, T: Pod, Sc: Scope<'s>>(
+    fn receive_init_with_tag<'s, B: BufferMut + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s mut [T],
+        buf: &'s mut B,
         tag: Tag,
     ) -> Result<PersistentRequest<'s, Sc>, CommError> {
         let (core, rank) = self.endpoint();
@@ -439,16 +449,16 @@ pub trait Source<'a>: sealed::Endpoint<'a> {
             core,
             rank,
             wanted_tag(tag)?,
-            recv_buf(buf),
+            incoming(buf),
             scope,
         ))
     }
 
     /// [`Source::receive_init_with_tag`] for any tag.
-    fn receive_init<'s, T: Pod, Sc: Scope<'s>>(
+    fn receive_init<'s, B: BufferMut + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s mut [T],
+        buf: &'s mut B,
     ) -> Result<PersistentRequest<'s, Sc>, CommError> {
         self.receive_init_with_tag(scope, buf, ANY_TAG)
     }
@@ -471,75 +481,90 @@ pub trait Destination<'a>: sealed::Endpoint<'a> {
     }
 
     /// Sends `buf` with `tag`; returns once `buf` may be reused.
-    fn send_with_tag<T: Pod>(&self, buf: &[T], tag: Tag) -> Result<(), CommError> {
+    fn send_with_tag<B: Buffer + ?Sized>(&self, buf: &B, tag: Tag) -> Result<(), CommError> {
         let (core, rank) = self.endpoint();
-        core.send(rank.unwrap_or(PROC_NULL), send_tag(tag)?, bytes(buf), false)
+        core.send_message(
+            rank.unwrap_or(PROC_NULL),
+            send_tag(tag)?,
+            outgoing(buf),
+            false,
+        )
     }
 
     /// Sends `buf` with tag 0.
-    fn send<T: Pod>(&self, buf: &[T]) -> Result<(), CommError> {
+    fn send<B: Buffer + ?Sized>(&self, buf: &B) -> Result<(), CommError> {
         self.send_with_tag(buf, 0)
     }
 
     /// Sends `buf` with `tag`; returns once the receiver's receive has matched it (`MPI_Ssend`).
-    fn synchronous_send_with_tag<T: Pod>(&self, buf: &[T], tag: Tag) -> Result<(), CommError> {
+    fn synchronous_send_with_tag<B: Buffer + ?Sized>(
+        &self,
+        buf: &B,
+        tag: Tag,
+    ) -> Result<(), CommError> {
         let (core, rank) = self.endpoint();
-        core.send(rank.unwrap_or(PROC_NULL), send_tag(tag)?, bytes(buf), true)
+        core.send_message(
+            rank.unwrap_or(PROC_NULL),
+            send_tag(tag)?,
+            outgoing(buf),
+            true,
+        )
     }
 
     /// [`Destination::synchronous_send_with_tag`] with tag 0.
-    fn synchronous_send<T: Pod>(&self, buf: &[T]) -> Result<(), CommError> {
+    fn synchronous_send<B: Buffer + ?Sized>(&self, buf: &B) -> Result<(), CommError> {
         self.synchronous_send_with_tag(buf, 0)
     }
 
     /// Sends `buf` with `tag` to a receive that is already posted (`MPI_Rsend`).
-    fn ready_send_with_tag<T: Pod>(&self, buf: &[T], tag: Tag) -> Result<(), CommError> {
+    fn ready_send_with_tag<B: Buffer + ?Sized>(&self, buf: &B, tag: Tag) -> Result<(), CommError> {
         self.send_with_tag(buf, tag)
     }
 
     /// [`Destination::ready_send_with_tag`] with tag 0.
-    fn ready_send<T: Pod>(&self, buf: &[T]) -> Result<(), CommError> {
+    fn ready_send<B: Buffer + ?Sized>(&self, buf: &B) -> Result<(), CommError> {
         self.ready_send_with_tag(buf, 0)
     }
 
     /// Copies `buf` into the attached buffer and sends it from there (`MPI_Bsend`);
     /// [`CommError::BufferTooSmall`] when the attached buffer cannot hold it now.
-    fn buffered_send_with_tag<T: Pod>(&self, buf: &[T], tag: Tag) -> Result<(), CommError> {
+    fn buffered_send_with_tag<B: Buffer + ?Sized>(
+        &self,
+        buf: &B,
+        tag: Tag,
+    ) -> Result<(), CommError> {
         let (core, rank) = self.endpoint();
-        core.buffered_send(rank.unwrap_or(PROC_NULL), send_tag(tag)?, bytes(buf))
+        core.buffered_send_message(rank.unwrap_or(PROC_NULL), send_tag(tag)?, outgoing(buf))
     }
 
     /// [`Destination::buffered_send_with_tag`] with tag 0.
-    fn buffered_send<T: Pod>(&self, buf: &[T]) -> Result<(), CommError> {
+    fn buffered_send<B: Buffer + ?Sized>(&self, buf: &B) -> Result<(), CommError> {
         self.buffered_send_with_tag(buf, 0)
     }
 
     /// Starts sending `buf` with `tag` in `mode`.
     #[doc(hidden)]
-    fn immediate_send_in<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_send_in<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
         tag: Tag,
         mode: SendMode,
     ) -> Result<Request<'s, Sc>, CommError> {
         let (core, rank) = self.endpoint();
         let rank = rank.unwrap_or(PROC_NULL);
         let tag = send_tag(tag)?;
+        let message = outgoing(buf);
         let id = match mode {
             SendMode::Buffered => {
-                core.buffered_send(rank, tag, bytes(buf))?;
-                core.completed(Status::new(core.rank(), tag, std::mem::size_of_val(buf)))
+                let len = message.len();
+                core.buffered_send_message(rank, tag, message)?;
+                core.completed(Status::new(core.rank(), tag, len))
             }
             // SAFETY: `buf` is borrowed for the scope's lifetime, which the request cannot
             // outlive unfinished (the scope waits for it).
             _ => unsafe {
-                core.post_send(
-                    rank,
-                    tag,
-                    SendBuf::of(bytes(buf)),
-                    mode == SendMode::Synchronous,
-                )?
+                core.post_send_message(rank, tag, &message, mode == SendMode::Synchronous)?
             },
         };
         Ok(Request::new(core, id, false, scope))
@@ -547,88 +572,88 @@ pub trait Destination<'a>: sealed::Endpoint<'a> {
 
     /// Starts sending `buf` with `tag`; `scope` keeps `buf` borrowed until the send finishes
     /// (`MPI_Isend`).
-    fn immediate_send_with_tag<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_send_with_tag<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
         tag: Tag,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_send_in(scope, buf, tag, SendMode::Standard)
     }
 
     /// [`Destination::immediate_send_with_tag`] with tag 0.
-    fn immediate_send<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_send<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_send_with_tag(scope, buf, 0)
     }
 
     /// Starts a synchronous send (`MPI_Issend`): it finishes once the receive has matched.
-    fn immediate_synchronous_send_with_tag<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_synchronous_send_with_tag<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
         tag: Tag,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_send_in(scope, buf, tag, SendMode::Synchronous)
     }
 
     /// [`Destination::immediate_synchronous_send_with_tag`] with tag 0.
-    fn immediate_synchronous_send<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_synchronous_send<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_synchronous_send_with_tag(scope, buf, 0)
     }
 
     /// Starts a ready send (`MPI_Irsend`).
-    fn immediate_ready_send_with_tag<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_ready_send_with_tag<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
         tag: Tag,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_send_in(scope, buf, tag, SendMode::Ready)
     }
 
     /// [`Destination::immediate_ready_send_with_tag`] with tag 0.
-    fn immediate_ready_send<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_ready_send<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_ready_send_with_tag(scope, buf, 0)
     }
 
     /// Starts a buffered send (`MPI_Ibsend`): the copy is made at once, so the request is
     /// finished when it is returned.
-    fn immediate_buffered_send_with_tag<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_buffered_send_with_tag<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
         tag: Tag,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_send_in(scope, buf, tag, SendMode::Buffered)
     }
 
     /// [`Destination::immediate_buffered_send_with_tag`] with tag 0.
-    fn immediate_buffered_send<'s, T: Pod, Sc: Scope<'s>>(
+    fn immediate_buffered_send<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
     ) -> Result<Request<'s, Sc>, CommError> {
         self.immediate_buffered_send_with_tag(scope, buf, 0)
     }
 
     /// A persistent send of `buf` with `tag` in `mode` (`MPI_Send_init`, `MPI_Ssend_init`,
     /// `MPI_Rsend_init`, `MPI_Bsend_init`), started with [`PersistentRequest::start`].
-    fn send_init_in<'s, T: Pod, Sc: Scope<'s>>(
+    fn send_init_in<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
         tag: Tag,
         mode: SendMode,
     ) -> Result<PersistentRequest<'s, Sc>, CommError> {
@@ -641,27 +666,27 @@ pub trait Destination<'a>: sealed::Endpoint<'a> {
             core,
             rank,
             send_tag(tag)?,
-            SendBuf::of(bytes(buf)),
+            outgoing(buf),
             mode,
             scope,
         ))
     }
 
     /// A persistent standard send of `buf` with `tag`.
-    fn send_init_with_tag<'s, T: Pod, Sc: Scope<'s>>(
+    fn send_init_with_tag<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
         tag: Tag,
     ) -> Result<PersistentRequest<'s, Sc>, CommError> {
         self.send_init_in(scope, buf, tag, SendMode::Standard)
     }
 
     /// A persistent standard send of `buf` with tag 0.
-    fn send_init<'s, T: Pod, Sc: Scope<'s>>(
+    fn send_init<'s, B: Buffer + ?Sized, Sc: Scope<'s>>(
         &self,
         scope: Sc,
-        buf: &'s [T],
+        buf: &'s B,
     ) -> Result<PersistentRequest<'s, Sc>, CommError> {
         self.send_init_with_tag(scope, buf, 0)
     }
@@ -685,11 +710,11 @@ fn shared_core<'a>(
 
 /// Sends `msg` to `destination` with `send_tag` while receiving into `buf` a message from
 /// `source` with `receive_tag` (`MPI_Sendrecv`); both finish before it returns.
-pub fn send_receive_into_with_tags<'a, M: Pod, B: Pod>(
-    msg: &[M],
+pub fn send_receive_into_with_tags<'a, M: Buffer + ?Sized, B: BufferMut + ?Sized>(
+    msg: &M,
     destination: &Process<'a>,
     send_tag: Tag,
-    buf: &mut [B],
+    buf: &mut B,
     source: &impl Source<'a>,
     receive_tag: Tag,
 ) -> Result<Status, CommError> {
@@ -704,10 +729,10 @@ pub fn send_receive_into_with_tags<'a, M: Pod, B: Pod>(
 }
 
 /// [`send_receive_into_with_tags`] with send tag 0 and any receive tag.
-pub fn send_receive_into<'a, M: Pod, B: Pod>(
-    msg: &[M],
+pub fn send_receive_into<'a, M: Buffer + ?Sized, B: BufferMut + ?Sized>(
+    msg: &M,
     destination: &Process<'a>,
-    buf: &mut [B],
+    buf: &mut B,
     source: &impl Source<'a>,
 ) -> Result<Status, CommError> {
     send_receive_into_with_tags(msg, destination, 0, buf, source, ANY_TAG)

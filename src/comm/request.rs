@@ -18,8 +18,9 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use super::buffer::{Incoming, Outgoing};
 use super::communicator::{CommCore, Rank, Tag};
-use super::engine::{RecvBuf, ReqId, SendBuf, Watch};
+use super::engine::{ReqId, Watch};
 use super::{CommError, Status};
 
 /// How a send completes (see [`super::point_to_point::Destination`]).
@@ -269,18 +270,18 @@ impl<'a, S: Scope<'a>> Drop for Request<'a, S> {
 }
 
 /// What a persistent request does each time it is started.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Op {
     Send {
         rank: Rank,
         tag: Tag,
-        data: SendBuf,
+        data: Outgoing,
         mode: SendMode,
     },
     Receive {
         rank: Option<Rank>,
         tag: Option<Tag>,
-        buf: RecvBuf,
+        buf: Incoming,
     },
 }
 
@@ -320,7 +321,7 @@ impl<'a, S: Scope<'a>> PersistentRequest<'a, S> {
         core: &Rc<CommCore>,
         rank: Rank,
         tag: Tag,
-        data: SendBuf,
+        data: Outgoing,
         mode: SendMode,
         scope: S,
     ) -> Self {
@@ -340,7 +341,7 @@ impl<'a, S: Scope<'a>> PersistentRequest<'a, S> {
         core: &Rc<CommCore>,
         rank: Option<Rank>,
         tag: Option<Tag>,
-        buf: RecvBuf,
+        buf: Incoming,
         scope: S,
     ) -> Self {
         PersistentRequest::new(core, Op::Receive { rank, tag, buf }, scope)
@@ -362,24 +363,25 @@ impl<'a, S: Scope<'a>> PersistentRequest<'a, S> {
         // SAFETY: the buffers were borrowed for the scope's lifetime when the request was made;
         // the scope does not end while the operation is active (it waits for it).
         let id = unsafe {
-            match self.op {
+            match &self.op {
                 Op::Send {
                     rank,
                     tag,
                     data,
                     mode: SendMode::Buffered,
                 } => {
-                    let bytes = std::slice::from_raw_parts(data.ptr, data.len);
-                    core.buffered_send(rank, tag, bytes)?;
-                    core.completed(Status::new(core.rank(), tag, data.len))
+                    core.buffered_send_message(*rank, *tag, data.clone())?;
+                    core.completed(Status::new(core.rank(), *tag, data.len()))
                 }
                 Op::Send {
                     rank,
                     tag,
                     data,
                     mode,
-                } => core.post_send(rank, tag, data, mode == SendMode::Synchronous)?,
-                Op::Receive { rank, tag, buf } => core.post_receive(rank, tag, buf)?,
+                } => core.post_send_message(*rank, *tag, data, *mode == SendMode::Synchronous)?,
+                Op::Receive { rank, tag, buf } => {
+                    core.post_receive_message(*rank, *tag, buf.clone())?
+                }
             }
         };
         self.active.set(Some(id));

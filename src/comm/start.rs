@@ -92,6 +92,7 @@ impl Universe {
             eager: usize::MAX,
             chunk: config.cma_chunk_bytes,
             cma_threshold: usize::MAX,
+            layout_piece: config.layout_piece_bytes,
         };
         let job = Job {
             segment: world,
@@ -511,6 +512,7 @@ fn limits(layout: &Layout, config: &Config) -> Result<Limits, CommError> {
         eager,
         chunk: config.cma_chunk_bytes,
         cma_threshold: 0,
+        layout_piece: config.layout_piece_bytes,
     })
 }
 

@@ -74,14 +74,22 @@ pub(crate) struct Rts {
     pub send_id: u32,
     /// The mechanism ([`how`]).
     pub how: u32,
-    /// The sender's buffer (one contiguous range).
+    /// The sender's buffer: one contiguous range, or the start its layout is relative to.
     pub addr: u64,
     /// `vmsplice`: the number of the sender's pipe descriptor the receiver reads.
     pub pipe_fd: u32,
-    pub _pad: u32,
+    /// A non-contiguous message (single copy only): the length of its layout's description,
+    /// which the receiver reads at `layout_addr` in the sender's memory; 0 for a contiguous one.
+    pub layout_len: u32,
+    pub layout_addr: u64,
 }
 
 impl Rts {
+    /// Whether the message is laid out in the sender's memory by a datatype.
+    pub fn is_typed(&self) -> bool {
+        self.layout_len > 0
+    }
+
     /// The mechanism this RTS asks for.
     pub fn mechanism(&self) -> Option<Mechanism> {
         how::mechanism(self.how)

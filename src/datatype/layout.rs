@@ -201,7 +201,9 @@ impl Node {
             }
             // An offset wrapper inside a sequence is just a displacement.
             let (at, node) = match &node.shape {
-                Shape::Blocks(inner) if inner.len() == 1 => (add(at, inner[0].0)?, inner[0].1.clone()),
+                Shape::Blocks(inner) if inner.len() == 1 => {
+                    (add(at, inner[0].0)?, inner[0].1.clone())
+                }
                 _ => (at, node),
             };
             if let Shape::Run(len) = node.shape
@@ -233,7 +235,9 @@ impl Node {
             pieces = pieces
                 .checked_add(node.pieces)
                 .ok_or(DatatypeError::Overflow)?;
-            joins = joins.checked_add(node.joins).ok_or(DatatypeError::Overflow)?;
+            joins = joins
+                .checked_add(node.joins)
+                .ok_or(DatatypeError::Overflow)?;
             if previous_end == at.checked_add(node.first_start) {
                 joins = joins.checked_add(1).ok_or(DatatypeError::Overflow)?;
             }
@@ -327,8 +331,7 @@ impl<'a> Segments<'a> {
                     *next += 1;
                     (*child, at)
                 }
-                Frame::Blocks
-                {
+                Frame::Blocks {
                     entries,
                     base,
                     next,

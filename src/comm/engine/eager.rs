@@ -96,7 +96,17 @@ impl Engine {
     ) -> Result<ReqId, CommError> {
         let me = self.job.me;
         let len = data.len;
-        // SAFETY: the caller lends `data` until the request finishes.
+        if data.layout.is_some() {
+            // Laid out by a datatype: only single copy reads it where it lies.
+            if dest == me || len <= self.job.limits.eager.max(self.job.limits.inline) {
+                return Err(CommError::InvalidArgument(
+                    "a laid-out message to itself or small enough to pack".into(),
+                ));
+            }
+            self.flush_deferred(dest)?;
+            return self.post_rendezvous(dest, context, tag, data);
+        }
+        // SAFETY: the caller lends `data` until the request finishes; it is contiguous.
         let bytes = unsafe { std::slice::from_raw_parts(data.ptr, len) };
         let env = Envelope {
             context,

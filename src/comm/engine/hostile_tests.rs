@@ -96,7 +96,8 @@ fn garbage_record(g: &mut Garbage, own: u64, eager_slots: u64) -> (Head, Vec<u8>
             how: g.pick(&[0u32, 1, 2, 3, 4, 5, 6, 7, any as u32]),
             addr,
             pipe_fd: g.pick(&[0u32, 1, 2, 3, 4, 5, 100, any as u32]),
-            _pad: 0,
+            layout_len: g.pick(&[0u32, 0, 0, 1, 8, 24, 4096, any as u32]),
+            layout_addr: addr.wrapping_add(g.pick(&[0u64, 8, 64, any])),
         })
         .to_vec(),
         kind::CTS => bytemuck::bytes_of(&wire::Cts {

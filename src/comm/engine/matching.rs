@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::super::wire;
+use super::layouts::Extra;
 use super::requests::Req;
 use super::{CommError, Engine, RecvBuf, ReqId, Status};
 use crate::comm::context;
@@ -259,6 +260,16 @@ impl Engine {
     /// Posts a receive into `buf` of the messages `want` matches; a message that came first is
     /// delivered at once.
     pub fn post_receive(&mut self, want: Want, buf: RecvBuf) -> Result<ReqId, CommError> {
+        self.post_receive_with(want, buf, None)
+    }
+
+    /// [`Engine::post_receive`] for a receive that keeps `extra` (a non-contiguous layout).
+    pub fn post_receive_with(
+        &mut self,
+        want: Want,
+        buf: RecvBuf,
+        extra: Option<Box<Extra>>,
+    ) -> Result<ReqId, CommError> {
         let found = match self.matching.early.take(&want) {
             Ok(found) => found,
             Err(theirs) => {
@@ -267,7 +278,7 @@ impl Engine {
                 return Ok(self.new_request(Req::Done(Err(e))));
             }
         };
-        let id = self.new_request(Req::Posted { want, buf });
+        let id = self.new_request_with(Req::Posted { want, buf }, extra);
         match found {
             Some(e) => self.deliver(id, e, buf)?,
             None => self.matching.posted.push_back(id),
@@ -312,7 +323,12 @@ impl Engine {
     }
 
     /// Receives the message a matched probe took into `buf`.
-    pub fn post_matched_receive(&mut self, key: u64, buf: RecvBuf) -> Result<ReqId, CommError> {
+    pub fn post_matched_receive(
+        &mut self,
+        key: u64,
+        buf: RecvBuf,
+        extra: Option<Box<Extra>>,
+    ) -> Result<ReqId, CommError> {
         let Some(e) = self.matching.claimed.remove(&key) else {
             return Err(CommError::InvalidArgument(format!(
                 "message {key} was received already or never probed"
@@ -323,7 +339,7 @@ impl Engine {
             source: Some(e.env.source),
             tag: Some(e.env.tag),
         };
-        let id = self.new_request(Req::Posted { want, buf });
+        let id = self.new_request_with(Req::Posted { want, buf }, extra);
         self.deliver(id, e, buf)?;
         Ok(id)
     }

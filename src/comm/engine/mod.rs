@@ -15,6 +15,8 @@
 //! - `records.rs`: writing records into the rings and reading their payloads;
 //! - `eager.rs`: the inline and eager protocols, and slots held for early messages;
 //! - `rendezvous.rs`: large messages, by every mechanism;
+//! - `layouts.rs`: non-contiguous messages (derived datatypes): single copy between two layouts,
+//!   and the staging of those that travel packed;
 //! - `idle.rs`: what a waiting rank does (spin, yield, sleep), and noticing dead peers;
 //! - this file: the engine's state, and the progress loop that dispatches arriving records.
 //!
@@ -23,6 +25,7 @@
 
 mod eager;
 mod idle;
+pub(crate) mod layouts;
 mod matching;
 mod records;
 mod rendezvous;
@@ -58,6 +61,9 @@ pub(crate) struct Limits {
     /// Rendezvous messages shorter than this are streamed through shared memory even when the
     /// job's mechanism is another (`auto`); 0 with an explicit transport.
     pub cma_threshold: usize,
+    /// Non-contiguous layouts whose pieces average this many bytes or more move by single copy
+    /// between the layouts; others are packed.
+    pub layout_piece: usize,
 }
 
 /// Settings of the engine beyond its protocol thresholds.
@@ -117,8 +123,13 @@ impl RecvBuf {
 /// A send buffer lent to the engine, borrowed by its request until it completes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SendBuf {
+    /// The bytes, or for a non-contiguous message the start its layout is relative to.
     pub ptr: *const u8,
+    /// The message's length (packed, for a non-contiguous one).
     pub len: usize,
+    /// A non-contiguous message: its layout's description ([`layouts::describe`]), which the
+    /// receiver reads out of this process; `None` for contiguous bytes.
+    pub layout: Option<(*const u8, usize)>,
 }
 
 impl SendBuf {
@@ -127,6 +138,7 @@ impl SendBuf {
         SendBuf {
             ptr: data.as_ptr(),
             len: data.len(),
+            layout: None,
         }
     }
 }

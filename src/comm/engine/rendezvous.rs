@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use super::super::ring::{Head, Record};
 use super::super::wire::{self, kind};
 use super::eager::COMBINE_PULL_BYTES;
+use super::layouts;
 use super::matching::{Body, Envelope, truncated};
 use super::requests::Req;
 use super::{CommError, Engine, RecvBuf, ReqId, SendBuf, Status, Watch};
@@ -165,7 +166,21 @@ impl Engine {
         send_id: u32,
         data: SendBuf,
     ) -> Result<(wire::Rts, Mechanism), CommError> {
-        let how = self.job.mechanism_for(data.len);
+        let how = match data.layout {
+            None => self.job.mechanism_for(data.len),
+            Some(_) if layouts::moves_layouts(self.job.mechanism) => self.job.mechanism,
+            Some(_) => {
+                return Err(CommError::InvalidArgument(format!(
+                    "a message laid out by a datatype cannot move by {}",
+                    self.job.mechanism
+                )));
+            }
+        };
+        let (layout_addr, layout_len) = data.layout.unwrap_or((std::ptr::null(), 0));
+        let layout_len = u32::try_from(layout_len)
+            .ok()
+            .filter(|&n| n as usize <= layouts::MAX_DESCRIPTION_BYTES)
+            .ok_or_else(|| CommError::InvalidArgument("a layout description too long".into()))?;
         let mut pipe_fd = 0;
         match how {
             Mechanism::ShmCopy => {}
@@ -194,7 +209,8 @@ impl Engine {
             how: wire::how::code(how),
             addr: data.ptr as u64,
             pipe_fd,
-            _pad: 0,
+            layout_len,
+            layout_addr: layout_addr as u64,
         };
         Ok((rts, how))
     }
@@ -280,14 +296,40 @@ impl Engine {
     ) -> Result<(), CommError> {
         let len =
             usize::try_from(rts.len).map_err(|_| self.protocol(source, "RTS length too large"))?;
-        if len > buf.cap {
+        let cap = self.capacity(id, buf);
+        if len > cap {
             self.fin(source, rts.send_id, wire::fin::TRUNCATED)?;
-            self.finish(id, Err(truncated(source, tag, len, buf.cap)));
+            self.finish(id, Err(truncated(source, tag, len, cap)));
             return Ok(());
         }
         let Some(how) = rts.mechanism() else {
             return Err(self.protocol(source, "RTS for an unknown mechanism"));
         };
+        if rts.is_typed() && (!layouts::moves_layouts(how) || buf.combine.is_some()) {
+            return Err(self.protocol(
+                source,
+                format!("a laid-out message by {how}, or into a reduction's receive"),
+            ));
+        }
+        // Between layouts by single copy: the receiver pulls it all.
+        let direct = self.lands_directly(id);
+        if layouts::moves_layouts(how) && (rts.is_typed() || direct) {
+            let buf = if direct {
+                buf
+            } else {
+                self.landing(id, buf, len)
+            };
+            let result = self.pull_layouts(id, source, &rts, buf, len);
+            let status = if result.is_ok() {
+                wire::fin::OK
+            } else {
+                wire::fin::FAILED
+            };
+            self.fin(source, rts.send_id, status)?;
+            self.finish(id, result.map(|()| Status::new(source as i32, tag, len)));
+            return Ok(());
+        }
+        let buf = self.landing(id, buf, len);
         let streaming = Req::Streaming {
             source,
             tag,
@@ -509,6 +551,9 @@ impl Engine {
             return Err(self.protocol(source, "CTS for a send that is not waiting"));
         };
         let (buf, how) = (*buf, *how);
+        if buf.layout.is_some() {
+            return Err(self.protocol(source, "CTS for a laid-out message, which it pulls"));
+        }
         if matches!(how, Mechanism::ShmCopy | Mechanism::Vmsplice) {
             if let Some(Req::Rendezvous { stream, .. }) = self.requests.get_mut(&id) {
                 *stream = Some(0);

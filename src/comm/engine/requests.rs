@@ -2,6 +2,7 @@
 //! finished with a result, collected (or freed, when nobody will collect it), cancelled.
 //! Buffered sends' copies live in the attached buffer ([`BsendPool`]) until their sends finish.
 
+use super::layouts::Extra;
 use super::matching::Want;
 use super::{CommError, Engine, RecvBuf, SendBuf, Status, Watch};
 use crate::transport::Mechanism;
@@ -56,6 +57,8 @@ struct Entry {
     detached: bool,
     /// The attached-buffer allocation (offset) this send's data lives in.
     bsend: Option<usize>,
+    /// What a non-contiguous message needs until it finishes ([`Extra`]).
+    extra: Option<Box<Extra>>,
 }
 
 /// Requests by id: a slab, so the hot wait loop looks a request up without hashing.
@@ -102,6 +105,7 @@ impl Requests {
             state,
             detached: false,
             bsend: None,
+            extra: None,
         });
         self.live += 1;
         (self.slots[index].0 as u64) << 32 | index as u64
@@ -201,10 +205,40 @@ impl Engine {
         self.new_request(Req::Done(Ok(status)))
     }
 
+    /// A request whose state is `r`, with what its non-contiguous message needs.
+    pub(super) fn new_request_with(&mut self, r: Req, extra: Option<Box<Extra>>) -> ReqId {
+        let id = self.requests.add(r);
+        if let Some(entry) = self.requests.entry_mut(id) {
+            entry.extra = extra;
+        }
+        id
+    }
+
+    /// Hands request `id` what its non-contiguous message needs until it finishes (a packed
+    /// copy, a layout's description); dropped at once if the request is gone.
+    pub fn attach(&mut self, id: ReqId, extra: Box<Extra>) {
+        if let Some(entry) = self.requests.entry_mut(id)
+            && !matches!(entry.state, Req::Done(_))
+        {
+            entry.extra = Some(extra);
+        }
+    }
+
+    /// What request `id`'s non-contiguous message needs, if it has one.
+    pub(super) fn extra_mut(&mut self, id: ReqId) -> Option<&mut Extra> {
+        self.requests.entry_mut(id)?.extra.as_deref_mut()
+    }
+
     /// Records a request's result. A freed request goes at once; a buffered send gives its piece
-    /// of the attached buffer back.
+    /// of the attached buffer back; a receive staged for a non-contiguous layout is unpacked.
     #[inline]
-    pub(super) fn finish(&mut self, id: ReqId, result: Result<Status, CommError>) {
+    pub(super) fn finish(&mut self, id: ReqId, mut result: Result<Status, CommError>) {
+        let Some(entry) = self.requests.entry_mut(id) else {
+            return;
+        };
+        if let Some(extra) = entry.extra.take() {
+            result = self.settle(*extra, result);
+        }
         let Some(entry) = self.requests.entry_mut(id) else {
             return;
         };
@@ -370,10 +404,7 @@ impl Engine {
         pool.memory[offset..offset + data.len()].copy_from_slice(data);
         // The copy lives in the pool, which does not move or shrink while pieces are in use
         // (detaching waits for them).
-        let copy = SendBuf {
-            ptr: pool.memory[offset..].as_ptr(),
-            len: data.len(),
-        };
+        let copy = SendBuf::of(&pool.memory[offset..offset + data.len()]);
         if dest == self.job.me {
             // To itself a send is a copy, done at once.
             let id = self.post_send(dest, context, tag, copy, false);
