@@ -75,8 +75,8 @@ pub mod point_to_point {
 /// Collective communication, at rsmpi's path (`mpi::collective`).
 pub mod collective {
     pub use crate::coll::{
-        CommunicatorCollectives, Integer, IntegerOperation, Number, Operation, Root,
-        SystemOperation, UserOperation,
+        CommunicatorCollectives, Integer, IntegerOperation, LocationOperation, LocationValue,
+        Number, Operation, Root, SystemOperation, UserOperation, ValueIndex, reduce_local_into,
     };
 }
 

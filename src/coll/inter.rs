@@ -9,6 +9,7 @@
 //! | broadcast | the root sends to the other group's leader, which broadcasts in its group |
 //! | reduce | the other group reduces to its leader, which sends the result to the root |
 //! | all-reduce | each group reduces to its leader, the leaders exchange, each broadcasts |
+//! | reduce-scatter (and block) | each group reduces to its leader, the leaders exchange, each scatters the other group's result over its group |
 //! | gather, scatter (and varcount) | every rank of the other group with the root directly |
 //! | all-gather, all-to-all (and varcount) | every rank with every rank of the other group |
 
@@ -122,6 +123,39 @@ pub(crate) fn all_reduce_into<T: Pod, O: Operation<T>>(
         at.reduce_into(send, op)?;
     }
     at.broadcast_into(recv)
+}
+
+/// Every rank receives into `recv` its block (`counts[i]` elements for local rank i) of the
+/// reduction of the other group's `send`s, each `counts[0] + ... + counts[n-1]` elements (`n`
+/// the local group's size; both groups' totals must agree). Each group reduces its vectors to
+/// its leader in rank order, the leaders swap the results, and each leader scatters the other
+/// group's over its own group: log2(n) steps of the whole vector in each group, one exchange
+/// of it between the leaders, and n - 1 blocks from each leader (MPICH's
+/// "remote reduce, local scatter").
+pub(crate) fn reduce_scatter_into<T: Pod, O: Operation<T>>(
+    c: &CommCore,
+    send: &[T],
+    recv: &mut [T],
+    counts: &[usize],
+    op: &O,
+) -> Result<(), CommError> {
+    let l = local(c)?;
+    let (n, r) = (l.size() as usize, l.rank() as usize);
+    let what = "reduce_scatter_into";
+    let blocks = super::reduce_scatter::blocks(what, n, r, counts, send.len(), Some(recv.len()))?;
+    let displs: Vec<usize> = blocks.iter().map(|b| b.start).collect();
+    let at = AtRoot { comm: l, root: 0 };
+    if r == 0 {
+        let mut ours = vec![T::zeroed(); send.len()];
+        at.reduce_into_root(send, &mut ours, op)?;
+        let mut theirs = vec![T::zeroed(); send.len()];
+        let (out, inn) = (bytes(&ours), bytes_mut(&mut theirs));
+        exchange(c, 0, out, 0, inn, tag::REDUCE_SCATTER)?;
+        at.scatter_varcount_into_root(&theirs, counts, &displs, recv)
+    } else {
+        at.reduce_into(send, op)?;
+        at.scatter_varcount_into(recv)
+    }
 }
 
 /// The root's `recv` gets every remote rank's `send`, in rank order (each sends its own).

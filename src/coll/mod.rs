@@ -1,8 +1,10 @@
 //! Collectives on any communicator: barrier, broadcast, reduce, all-reduce, gather, scatter,
-//! all-gather, all-to-all and their variable-count forms, with rsmpi's names, as the
-//! [`CommunicatorCollectives`] and [`Root`] traits (`use onecopy::traits::*`). Written once
-//! against the communicator core; intercommunicators get MPI's intercommunicator forms
-//! (`inter`).
+//! all-gather, all-to-all and their variable-count forms, reduce-scatter (`reduce_scatter`),
+//! inclusive and exclusive scans (`scan`), and the in-place forms MPI has (`MPI_IN_PLACE`),
+//! with rsmpi's names, as the [`CommunicatorCollectives`] and [`Root`] traits
+//! (`use onecopy::traits::*`). Written once against the communicator core; intercommunicators
+//! get MPI's intercommunicator forms (`inter`). The operations are in `op` and, for `MINLOC`
+//! and `MAXLOC`, `location`.
 //!
 //! They are built on the runtime's point-to-point messages in each communicator's collective
 //! context, which no user receive matches, with tags that name the collective and its root.
@@ -20,8 +22,11 @@
 //! does not own the message protocols (`comm`) nor the kernel calls (`vm`).
 
 mod inter;
+mod location;
 mod op;
 pub mod reduce;
+mod reduce_scatter;
+mod scan;
 
 use std::ops::Range;
 
@@ -29,6 +34,7 @@ use bytemuck::Pod;
 
 use crate::comm::{CommCore, CommError, Communicator, Process, Rank};
 
+pub use location::{LocationOperation, LocationValue, ValueIndex};
 pub use op::{Integer, IntegerOperation, Number, Operation, SystemOperation, UserOperation};
 
 use crate::comm::tags as tag;
@@ -122,6 +128,49 @@ fn check_same_length<T>(what: &str, send: &[T], recv: &[T]) -> Result<(), CommEr
         recv.len(),
         send.len()
     )))
+}
+
+/// `inout = input op inout`, element by element, on this rank alone (`MPI_Reduce_local`):
+/// `input` is the left operand, as the lower ranks' part is in a reduction.
+///
+/// ```
+/// use onecopy::collective::{SystemOperation, reduce_local_into};
+/// let mut inout = [10, 20];
+/// reduce_local_into(&[1, 2], &mut inout, SystemOperation::sum())?;
+/// assert_eq!(inout, [11, 22]);
+/// # Ok::<(), onecopy::CommError>(())
+/// ```
+pub fn reduce_local_into<T: Pod, O: Operation<T>>(
+    input: &[T],
+    inout: &mut [T],
+    op: O,
+) -> Result<(), CommError> {
+    check_same_length("reduce_local_into", input, inout)?;
+    op.reduce_into_right(input, inout);
+    Ok(())
+}
+
+/// `comm`, if it is an intracommunicator; else the error for `what`, which MPI defines (as
+/// `mpi_name`) on intracommunicators only.
+fn intra_only<'a>(
+    comm: &'a CommCore,
+    what: &str,
+    mpi_name: &str,
+) -> Result<&'a CommCore, CommError> {
+    if comm.is_inter() {
+        return Err(invalid(format!(
+            "{what}: MPI defines {mpi_name} on intracommunicators only, not on an intercommunicator"
+        )));
+    }
+    Ok(comm)
+}
+
+/// The error for an in-place form (`MPI_IN_PLACE`) called on an intercommunicator.
+fn no_in_place_on_inter(what: &str) -> CommError {
+    invalid(format!(
+        "{what}: MPI defines the in-place form (MPI_IN_PLACE) on intracommunicators only; \
+         on an intercommunicator pass separate send and receive buffers"
+    ))
 }
 
 /// The block length of an all-to-all over `n` ranks: `send` and `recv` of one length that `n`
@@ -488,13 +537,31 @@ pub(crate) fn all_gather_into<T: Pod>(
             recv.len()
         )));
     }
-    let each = std::mem::size_of_val(send);
-    let (r, recv) = (comm.rank() as usize, bytes_mut(recv));
-    if n > 2 && each > 0 && each <= linear_bytes(comm) {
-        let parts = recv.chunks_mut(each).collect();
-        return linear_all_gather(comm, bytes(send), parts);
+    let r = comm.rank() as usize;
+    recv[r * c..][..c].copy_from_slice(send);
+    all_gather_blocks(comm, bytes_mut(recv), std::mem::size_of_val(send))
+}
+
+/// Every rank's block of `buf` (`buf.len() / size` elements, rank r's at block r, already in
+/// place) lands in every rank's `buf` (`MPI_IN_PLACE`).
+pub(crate) fn all_gather_in_place<T: Pod>(comm: &CommCore, buf: &mut [T]) -> Result<(), CommError> {
+    let n = comm.size() as usize;
+    if !buf.len().is_multiple_of(n) {
+        return Err(invalid(format!(
+            "all_gather_in_place: {} elements do not make {n} equal blocks",
+            buf.len()
+        )));
     }
-    recv[r * each..][..each].copy_from_slice(bytes(send));
+    let each = std::mem::size_of_val(buf) / n;
+    all_gather_blocks(comm, bytes_mut(buf), each)
+}
+
+/// All-gather of blocks of `each` bytes, this rank's already in place in `recv`.
+fn all_gather_blocks(comm: &CommCore, recv: &mut [u8], each: usize) -> Result<(), CommError> {
+    let n = comm.size() as usize;
+    if n > 2 && each > 0 && each <= linear_bytes(comm) {
+        return linear_all_gather_in_place(comm, recv.chunks_mut(each).collect());
+    }
     ring_all_gather(comm, recv, |i| i * each..(i + 1) * each, 0, tag::ALLGATHER)
 }
 
@@ -544,6 +611,18 @@ pub(crate) fn all_to_all_into<T: Pod>(
     }
     let block = |i: usize| i * each..(i + 1) * each;
     pairwise_all_to_all(comm, send, block, recv, block)
+}
+
+/// Block `j` of `buf` goes to rank `j` and is replaced by rank `j`'s block for this rank
+/// (`MPI_IN_PLACE`). The outgoing blocks are first copied aside into scratch memory, then
+/// moved as [`all_to_all_into`] moves them: one extra copy of the buffer, and every message
+/// as concurrent as in the other form.
+pub(crate) fn all_to_all_in_place<T: Pod>(comm: &CommCore, buf: &mut [T]) -> Result<(), CommError> {
+    all_to_all_block(comm.size() as usize, buf, buf)?;
+    with_scratch(Slot::Accumulator, buf.len(), |out: &mut [T]| {
+        out.copy_from_slice(buf);
+        all_to_all_into(comm, out, buf)
+    })
 }
 
 /// Rank `i` sends `send[send_displs[j]..][..send_counts[j]]` to rank `j`, which stores it at
@@ -633,9 +712,16 @@ fn linear_all_gather(
     own: &[u8],
     mut parts: Vec<&mut [u8]>,
 ) -> Result<(), CommError> {
-    let (n, r) = (comm.size() as usize, comm.rank() as usize);
+    let r = comm.rank() as usize;
     check_length(r as i32, own.len(), parts[r].len())?;
     parts[r].copy_from_slice(own);
+    linear_all_gather_in_place(comm, parts)
+}
+
+/// [`linear_all_gather`] with this rank's block already in its part.
+fn linear_all_gather_in_place(comm: &CommCore, mut parts: Vec<&mut [u8]>) -> Result<(), CommError> {
+    let (n, r) = (comm.size() as usize, comm.rank() as usize);
+    let own: &[u8] = std::mem::take::<&mut [u8]>(&mut parts[r]);
     let others = (1..n).map(|k| ((r + k) % n) as i32);
     let recvs = from_others(parts, r);
     exchange_all(comm, tag::ALLGATHER, recvs, others.map(|d| (d, own)), None)
@@ -976,6 +1062,178 @@ pub trait CommunicatorCollectives: Communicator {
             reduce::all_reduce_into(c, send, recv, op)
         }
     }
+
+    /// [`all_reduce_into`](Self::all_reduce_into) with this rank's contribution in `buf`, which
+    /// receives the result (`MPI_IN_PLACE`); the same algorithms. Intracommunicators only, as
+    /// in MPI.
+    fn all_reduce_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            return Err(no_in_place_on_inter("all_reduce_in_place"));
+        }
+        reduce::all_reduce_in_place(c, buf, op)
+    }
+
+    /// [`all_gather_into`](Self::all_gather_into) in place (`MPI_IN_PLACE`): `buf` holds `size`
+    /// equal blocks, rank r's own already at block r, and ends with every rank's. The same
+    /// algorithms, with nothing to copy first. Intracommunicators only, as in MPI.
+    fn all_gather_in_place<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            return Err(no_in_place_on_inter("all_gather_in_place"));
+        }
+        all_gather_in_place(c, buf)
+    }
+
+    /// [`all_to_all_into`](Self::all_to_all_into) in place (`MPI_IN_PLACE`): block `j` of `buf`
+    /// goes to rank `j` and is replaced by rank `j`'s block for this rank. The outgoing blocks
+    /// are copied aside first (one copy of `buf`), then moved as the other form moves them.
+    /// Intracommunicators only, as in MPI.
+    fn all_to_all_in_place<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            return Err(no_in_place_on_inter("all_to_all_in_place"));
+        }
+        all_to_all_in_place(c, buf)
+    }
+
+    /// Inclusive prefix reduction (`MPI_Scan`): rank r's `recv` becomes `x0 op x1 op ... op xr`
+    /// over the `send`s of ranks 0 to r, in rank order (non-commutative operations are
+    /// right). Recursive doubling: ceil(log2 n) exchanges of the whole buffer, with a grouping
+    /// fixed by the rank count, so floats give the same bits on every run (the grouping is in
+    /// the `scan` module's documentation). MPI defines scans on intracommunicators only: on
+    /// an intercommunicator this is [`CommError::InvalidArgument`].
+    fn scan_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        scan::scan_into(
+            intra_only(self.core(), "scan_into", "MPI_Scan")?,
+            send,
+            recv,
+            op,
+        )
+    }
+
+    /// [`scan_into`](Self::scan_into) with this rank's contribution in `buf`, which receives
+    /// the result (`MPI_IN_PLACE`).
+    fn scan_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        scan::scan_in_place(
+            intra_only(self.core(), "scan_in_place", "MPI_Scan")?,
+            buf,
+            op,
+        )
+    }
+
+    /// Exclusive prefix reduction (`MPI_Exscan`): rank r's `recv` becomes
+    /// `x0 op ... op x(r-1)`, in rank order. Rank 0's `recv` is left unchanged: MPI leaves it
+    /// undefined, and nothing is written to it. The same recursive doubling as
+    /// [`scan_into`](Self::scan_into); intracommunicators only.
+    fn exclusive_scan_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let c = intra_only(self.core(), "exclusive_scan_into", "MPI_Exscan")?;
+        scan::exclusive_scan_into(c, send, recv, op)
+    }
+
+    /// [`exclusive_scan_into`](Self::exclusive_scan_into) with this rank's contribution in
+    /// `buf`, which receives the result (`MPI_IN_PLACE`); rank 0's `buf` keeps its own
+    /// contribution (undefined in MPI).
+    fn exclusive_scan_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let c = intra_only(self.core(), "exclusive_scan_in_place", "MPI_Exscan")?;
+        scan::exclusive_scan_in_place(c, buf, op)
+    }
+
+    /// `MPI_Reduce_scatter`: every rank's `send` holds `counts[0] + ... + counts[n-1]`
+    /// elements (`counts` the same on every rank, zeros allowed); the element-wise reduction
+    /// over all ranks is cut into blocks of `counts[i]`, and rank i's `recv` (`counts[i]`
+    /// elements) gets block i.
+    ///
+    /// A commutative operation takes the ring of the large all-reduce (n - 1 steps, each
+    /// sending and folding one block; block j combined along the ring from rank j + 1); a
+    /// non-commutative one a rank-order tree reduce to rank 0 and a scatter of the blocks
+    /// (module `reduce_scatter`). On an intercommunicator, `counts` has one entry per local
+    /// rank and the result reduces the other group's vectors (reduced to that group's leader,
+    /// exchanged between the leaders, scattered by each in its group).
+    fn reduce_scatter_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+        op: O,
+    ) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            inter::reduce_scatter_into(c, send, recv, counts, &op)
+        } else {
+            reduce_scatter::reduce_scatter_into(c, send, recv, counts, op)
+        }
+    }
+
+    /// [`reduce_scatter_into`](Self::reduce_scatter_into) in place (`MPI_IN_PLACE`): `buf`
+    /// holds this rank's whole vector; its block lands in `buf[..counts[rank]]`, and the rest
+    /// of `buf` is left undefined. Intracommunicators only, as in MPI.
+    fn reduce_scatter_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        counts: &[usize],
+        op: O,
+    ) -> Result<(), CommError> {
+        let c = self.core();
+        if c.is_inter() {
+            return Err(no_in_place_on_inter("reduce_scatter_in_place"));
+        }
+        reduce_scatter::reduce_scatter_in_place(c, buf, counts, op)
+    }
+
+    /// `MPI_Reduce_scatter_block`: [`reduce_scatter_into`](Self::reduce_scatter_into) with
+    /// every block `recv.len()` elements, so `send` holds `size × recv.len()` (the local
+    /// group's size, on an intercommunicator).
+    fn reduce_scatter_block_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let counts = vec![recv.len(); self.core().size() as usize];
+        self.reduce_scatter_into(send, recv, &counts, op)
+    }
+
+    /// [`reduce_scatter_block_into`](Self::reduce_scatter_block_into) in place
+    /// (`MPI_IN_PLACE`): `buf` holds this rank's `size × k` elements, and block r of the
+    /// result lands in `buf[..k]`; the rest of `buf` is left undefined. Intracommunicators
+    /// only, as in MPI.
+    fn reduce_scatter_block_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let n = self.core().size() as usize;
+        if !buf.len().is_multiple_of(n) {
+            return Err(invalid(format!(
+                "reduce_scatter_block_in_place: {} elements do not make {n} equal blocks",
+                buf.len()
+            )));
+        }
+        self.reduce_scatter_in_place(buf, &vec![buf.len() / n; n], op)
+    }
 }
 
 impl<C: Communicator + ?Sized> CommunicatorCollectives for C {}
@@ -1036,6 +1294,15 @@ pub trait Root {
 
     /// On a rank other than the root: contributes `send` to a reduction.
     fn reduce_into<T: Pod, O: Operation<T>>(&self, send: &[T], op: O) -> Result<(), CommError>;
+
+    /// On the root: [`reduce_into_root`](Self::reduce_into_root) with the root's contribution
+    /// in `buf`, which receives the result (`MPI_IN_PLACE` at the root); the other ranks call
+    /// [`reduce_into`](Self::reduce_into). Intracommunicators only, as in MPI.
+    fn reduce_into_root_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        op: O,
+    ) -> Result<(), CommError>;
 }
 
 impl Root for Process<'_> {
@@ -1134,6 +1401,17 @@ impl Root for Process<'_> {
         match inter::side(self) {
             Some(side) => inter::reduce_into(side, send, &mut [], &op),
             None => self.at_root().reduce_into(send, op),
+        }
+    }
+
+    fn reduce_into_root_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        match inter::side(self) {
+            Some(_) => Err(no_in_place_on_inter("reduce_into_root_in_place")),
+            None => self.at_root().reduce_into_root_in_place(buf, op),
         }
     }
 }

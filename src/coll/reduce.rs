@@ -88,6 +88,24 @@ fn step_for(comm: &CommCore) -> ReduceStep {
     forced(comm).unwrap_or(ReduceStep::Copy)
 }
 
+/// The tags of one tree reduction's messages: a child's part (or the address it lends), and
+/// the parent's word that it has finished reading a lent buffer.
+#[derive(Clone, Copy)]
+pub(super) struct TreeTags {
+    pub part: i32,
+    pub done: i32,
+}
+
+impl TreeTags {
+    /// A reduce to `root`.
+    fn reduce(root: i32) -> TreeTags {
+        TreeTags {
+            part: tag::rooted(tag::REDUCE, root),
+            done: tag::rooted(tag::REDUCE_DONE, root),
+        }
+    }
+}
+
 /// Hands `data` to `parent`, which combines it into its accumulator; returns once `data` may
 /// be reused.
 fn give<T: Pod>(
@@ -95,17 +113,17 @@ fn give<T: Pod>(
     parent: i32,
     data: &[T],
     step: ReduceStep,
-    root: i32,
+    tags: TreeTags,
 ) -> Result<(), CommError> {
     let data = bytes(data);
     if step == ReduceStep::Copy {
-        return send(comm, parent, tag::rooted(tag::REDUCE, root), data);
+        return send(comm, parent, tags.part, data);
     }
     let lent = [data.as_ptr() as u64, data.len() as u64];
-    send(comm, parent, tag::rooted(tag::REDUCE, root), bytes(&lent))?;
+    send(comm, parent, tags.part, bytes(&lent))?;
     // `data` stays borrowed, untouched, until the parent says it has finished reading it.
     let mut done = [0u8; 1];
-    receive(comm, parent, tag::rooted(tag::REDUCE_DONE, root), &mut done)?;
+    receive(comm, parent, tags.done, &mut done)?;
     if done[0] != 0 {
         return Err(CommError::Mismatch {
             rank: parent,
@@ -207,29 +225,17 @@ fn take<T: Pod, O: Operation<T>>(
     acc: &mut [T],
     op: &O,
     step: ReduceStep,
-    root: i32,
+    tags: TreeTags,
 ) -> Result<(), CommError> {
     if step == ReduceStep::Copy {
         let folding = Folding {
             op,
             incoming_left: false,
         };
-        return fold_from(
-            comm,
-            child,
-            acc,
-            &folding,
-            None,
-            tag::rooted(tag::REDUCE, root),
-        );
+        return fold_from(comm, child, acc, &folding, None, tags.part);
     }
     let mut lent = [0u64; 2];
-    receive(
-        comm,
-        child,
-        tag::rooted(tag::REDUCE, root),
-        bytes_mut(&mut lent),
-    )?;
+    receive(comm, child, tags.part, bytes_mut(&mut lent))?;
     let want = std::mem::size_of_val(acc);
     let result = if lent[1] != want as u64 {
         Err(CommError::Mismatch {
@@ -244,7 +250,7 @@ fn take<T: Pod, O: Operation<T>>(
     };
     // The child waits for this whatever happened here, or it would never free its buffer.
     let done = [u8::from(result.is_err())];
-    send(comm, child, tag::rooted(tag::REDUCE_DONE, root), &done)?;
+    send(comm, child, tags.done, &done)?;
     result
 }
 
@@ -284,36 +290,47 @@ fn pull<T: Pod, O: Operation<T>>(
 /// Binomial tree towards rank 0 in which every parent holds the lower ranks: on rank 0 `acc`
 /// ends as `x0 op x1 op ... op x(n-1)`. `acc` is as long as `send`; ranks other than 0 pass
 /// `None` and use scratch memory when they have children.
-fn tree_reduce<T: Pod, O: Operation<T>>(
+pub(super) fn tree_reduce<T: Pod, O: Operation<T>>(
     comm: &CommCore,
     send: &[T],
     acc: Option<&mut [T]>,
     op: &O,
-    root: i32,
+    tags: TreeTags,
 ) -> Result<(), CommError> {
     let (n, r) = (comm.size(), comm.rank());
-    let step = step_for(comm);
     let has_children = r % 2 == 0 && r + 1 < n;
-    let climb = |acc: &mut [T]| -> Result<(), CommError> {
+    let climb = |acc: &mut [T]| {
         acc.copy_from_slice(send);
-        let mut mask = 1;
-        while mask < n {
-            if r & mask != 0 {
-                return give(comm, r - mask, acc, step, root);
-            }
-            if r + mask < n {
-                take(comm, r + mask, acc, op, step, root)?;
-            }
-            mask <<= 1;
-        }
-        Ok(())
+        tree_reduce_in_place(comm, acc, op, tags)
     };
     match acc {
         Some(acc) => climb(acc),
         None if has_children => with_scratch(Slot::Accumulator, send.len(), climb),
         // A leaf lends its own buffer: nothing to combine into.
-        None => give(comm, r & (r - 1), send, step, root),
+        None => give(comm, r & (r - 1), send, step_for(comm), tags),
     }
+}
+
+/// [`tree_reduce`] with this rank's contribution already in `acc`, where it is combined.
+pub(super) fn tree_reduce_in_place<T: Pod, O: Operation<T>>(
+    comm: &CommCore,
+    acc: &mut [T],
+    op: &O,
+    tags: TreeTags,
+) -> Result<(), CommError> {
+    let (n, r) = (comm.size(), comm.rank());
+    let step = step_for(comm);
+    let mut mask = 1;
+    while mask < n {
+        if r & mask != 0 {
+            return give(comm, r - mask, acc, step, tags);
+        }
+        if r + mask < n {
+            take(comm, r + mask, acc, op, step, tags)?;
+        }
+        mask <<= 1;
+    }
+    Ok(())
 }
 
 impl AtRoot<'_> {
@@ -333,10 +350,11 @@ impl AtRoot<'_> {
             )));
         }
         check_same_length("reduce_into_root", send, recv)?;
+        let tags = TreeTags::reduce(root);
         if root == 0 {
-            tree_reduce(comm, send, Some(recv), &op, root)
+            tree_reduce(comm, send, Some(recv), &op, tags)
         } else {
-            tree_reduce(comm, send, None, &op, root)?;
+            tree_reduce(comm, send, None, &op, tags)?;
             // The tree keeps rank order by ending on rank 0; the result then moves once.
             receive(
                 comm,
@@ -345,6 +363,35 @@ impl AtRoot<'_> {
                 bytes_mut(recv),
             )
         }
+    }
+
+    /// On the root: `buf` is this rank's contribution and becomes `x0 op x1 op ... op x(n-1)`
+    /// (`MPI_IN_PLACE` at the root).
+    pub(crate) fn reduce_into_root_in_place<T: Pod, O: Operation<T>>(
+        &self,
+        buf: &mut [T],
+        op: O,
+    ) -> Result<(), CommError> {
+        let comm = self.comm;
+        let root = self.checked_root(comm)?;
+        if root != comm.rank() {
+            return Err(invalid(format!(
+                "reduce_into_root_in_place is for the root (rank {root}); rank {} is not it",
+                comm.rank()
+            )));
+        }
+        let tags = TreeTags::reduce(root);
+        if root == 0 {
+            return tree_reduce_in_place(comm, buf, &op, tags);
+        }
+        // `buf` is lent or copied up the tree, and free again, before the result lands in it.
+        tree_reduce(comm, buf, None, &op, tags)?;
+        receive(
+            comm,
+            0,
+            tag::rooted(tag::REDUCE_RESULT, root),
+            bytes_mut(buf),
+        )
     }
 
     /// On a rank other than the root: contributes `send` to a reduction.
@@ -360,13 +407,14 @@ impl AtRoot<'_> {
                 "reduce_into is for ranks other than the root; rank {root} is the root"
             )));
         }
+        let tags = TreeTags::reduce(root);
         if comm.rank() == 0 {
             with_scratch(Slot::Accumulator, send.len(), |acc: &mut [T]| {
-                tree_reduce(comm, send, Some(acc), &op, root)?;
+                tree_reduce(comm, send, Some(acc), &op, tags)?;
                 send_result(comm, root, acc)
             })
         } else {
-            tree_reduce(comm, send, None, &op, root)
+            tree_reduce(comm, send, None, &op, tags)
         }
     }
 
@@ -397,8 +445,18 @@ pub(crate) fn all_reduce_into<T: Pod, O: Operation<T>>(
     op: O,
 ) -> Result<(), CommError> {
     check_same_length("all_reduce_into", send, recv)?;
-    let n = comm.size() as usize;
     recv.copy_from_slice(send);
+    all_reduce_in_place(comm, recv, op)
+}
+
+/// [`all_reduce_into`] with this rank's contribution in `buf`, which receives the result
+/// (`MPI_IN_PLACE`); the same algorithms.
+pub(crate) fn all_reduce_in_place<T: Pod, O: Operation<T>>(
+    comm: &CommCore,
+    buf: &mut [T],
+    op: O,
+) -> Result<(), CommError> {
+    let n = comm.size() as usize;
     if n == 1 {
         return Ok(());
     }
@@ -407,10 +465,10 @@ pub(crate) fn all_reduce_into<T: Pod, O: Operation<T>>(
     } else {
         ALLREDUCE_RING_BYTES
     };
-    if std::mem::size_of_val(send) >= ring_from && op.is_commutative() && send.len() >= n {
-        ring_all_reduce(comm, recv, &op)
+    if std::mem::size_of_val(buf) >= ring_from && op.is_commutative() && buf.len() >= n {
+        ring_all_reduce(comm, buf, &op)
     } else {
-        recursive_doubling(comm, recv, &op)
+        recursive_doubling(comm, buf, &op)
     }
 }
 /// Recursive doubling; with n not a power of two, the first 2·(n - p) ranks pair up first
@@ -491,18 +549,25 @@ fn ring_all_reduce<T: Pod, O: Operation<T>>(
 ) -> Result<(), CommError> {
     let n = comm.size() as usize;
     let blocks: Vec<_> = (0..n).map(|i| super::block(acc.len(), n, i)).collect();
-    ring_reduce_scatter(comm, acc, &blocks, op)?;
+    ring_reduce_scatter(comm, acc, &blocks, op, tag::ALLREDUCE)?;
     // Rank r now holds block r + 1 complete.
     let size = std::mem::size_of::<T>();
     let byte_block = |i: usize| blocks[i].start * size..blocks[i].end * size;
     super::ring_all_gather(comm, bytes_mut(acc), byte_block, 1, tag::ALLREDUCE)
 }
 
-fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
+/// Ring reduce-scatter of `acc`, cut into `blocks` (one per rank, disjoint, any may be empty):
+/// in n - 1 steps each rank sends one block to the next rank and folds the one from the
+/// previous rank into its own as it arrives. Block b is combined along the ring from rank b,
+/// `x(b) op x(b+1) op ... op x(b-1)` (indices mod n), and ends complete on rank b - 1, so
+/// rank r holds block r + 1. Each rank sends and combines every block but one once:
+/// (n - 1) latencies, and about (n - 1)/n of the data when the blocks are even.
+pub(super) fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
     comm: &CommCore,
     acc: &mut [T],
     blocks: &[std::ops::Range<usize>],
     op: &O,
+    tag: i32,
 ) -> Result<(), CommError> {
     let n = comm.size() as usize;
     let r = comm.rank() as usize;
@@ -527,7 +592,7 @@ fn ring_reduce_scatter<T: Pod, O: Operation<T>>(
         } else {
             bytemuck::cast_slice_mut(inn)
         };
-        fold_from(comm, prev, inn, &folding, Some((next, out)), tag::ALLREDUCE)?;
+        fold_from(comm, prev, inn, &folding, Some((next, out)), tag)?;
     }
     Ok(())
 }

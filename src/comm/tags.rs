@@ -28,6 +28,11 @@ pub const ALLGATHER: i32 = -10;
 pub const ALLTOALL: i32 = -11;
 /// The messages that make a new communicator (its members, its id).
 pub const AGREE: i32 = -12;
+pub const SCAN: i32 = -13;
+pub const EXSCAN: i32 = -14;
+pub const REDUCE_SCATTER: i32 = -15;
+/// A reduce-scatter's single-copy steps: the parent has finished reading a child's buffer.
+pub const REDUCE_SCATTER_DONE: i32 = -16;
 
 /// Every tag a collective may use.
 pub const RESERVED: Range<i32> = (-1 - KINDS * (MAX_RANKS as i32 + 1))..-1;
@@ -54,6 +59,9 @@ pub fn describe(tag: i32) -> String {
         ALLGATHER => "an all-gather",
         ALLTOALL => "an all-to-all",
         AGREE => "the making of a communicator",
+        SCAN => "a scan",
+        EXSCAN => "an exclusive scan",
+        REDUCE_SCATTER | REDUCE_SCATTER_DONE => "a reduce-scatter",
         _ => return format!("collective tag {tag}"),
     };
     match kind {
@@ -80,6 +88,8 @@ mod tests {
             "a reduce to or from root 7"
         );
         assert_eq!(describe(ALLTOALL), "an all-to-all");
+        assert_eq!(describe(EXSCAN), "an exclusive scan");
+        assert_eq!(describe(REDUCE_SCATTER_DONE), "a reduce-scatter");
         assert!(RESERVED.contains(&rooted(SCATTER, MAX_RANKS as i32 - 1)));
         assert!(!RESERVED.contains(&-1) && !RESERVED.contains(&0));
         // Every (kind, root) pair has its own tag.
