@@ -312,7 +312,6 @@ fn every_mode(world: &World) -> Result<(), String> {
                     MutView::with_count_and_datatype(&mut got, 1, t).map_err(|e| e.to_string())?;
                 peer.receive_into_with_tag(&mut view, tag)
                     .map_err(err("recv"))?;
-                drop(view);
                 check(&got, seed, t, 1)?;
             }
             let mut got = vec![GAP; len];
@@ -341,7 +340,6 @@ fn every_mode(world: &World) -> Result<(), String> {
             message
                 .matched_receive_into(&mut view)
                 .map_err(err("mrecv"))?;
-            drop(view);
             check(&got, seed, t, 1)?;
             let mine = pattern(seed, len);
             let out = View::with_count_and_datatype(&mine, 1, t).map_err(|e| e.to_string())?;
