@@ -91,10 +91,16 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "transport auto: rendezvous messages this large or larger use single copy",
     },
     Setting {
-        name: "ONECOPY_LAYOUT_PIECE_BYTES",
-        default: "256",
+        name: "ONECOPY_LAYOUT_SEND_PIECE_BYTES",
+        default: "4096",
         range: "0 to 2^64-1",
-        meaning: "derived datatypes: layouts whose pieces average this many bytes or more move by single copy between the layouts; smaller ones travel packed",
+        meaning: "derived datatypes: a large message whose pieces average this many bytes or more is read by single copy where it lies; smaller pieces are packed into the stream",
+    },
+    Setting {
+        name: "ONECOPY_LAYOUT_RECV_PIECE_BYTES",
+        default: "1024",
+        range: "0 to 2^64-1",
+        meaning: "derived datatypes: a receive whose pieces average this many bytes or more takes a single-copy message straight into them; smaller pieces are unpacked from a staging copy",
     },
     Setting {
         name: "ONECOPY_PIPE_BYTES",
@@ -163,8 +169,10 @@ pub struct Config {
     pub cma_chunk_bytes: usize,
     /// `ONECOPY_CMA_THRESHOLD`.
     pub cma_threshold_bytes: usize,
-    /// `ONECOPY_LAYOUT_PIECE_BYTES`.
-    pub layout_piece_bytes: usize,
+    /// `ONECOPY_LAYOUT_SEND_PIECE_BYTES`.
+    pub layout_send_piece_bytes: usize,
+    /// `ONECOPY_LAYOUT_RECV_PIECE_BYTES`.
+    pub layout_recv_piece_bytes: usize,
     /// `ONECOPY_PIPE_BYTES`.
     pub pipe_bytes: usize,
     /// `ONECOPY_SPIN_US`.
@@ -188,9 +196,15 @@ pub const DEFAULT_CMA_CHUNK_BYTES: usize = 1 << 20;
 /// between two ranks on the reference machine (BENCHMARKS.md).
 pub const DEFAULT_CMA_THRESHOLD: usize = 128 << 20;
 
-/// Layouts whose pieces average at least this many bytes move by single copy straight between
-/// the two layouts; smaller pieces are packed (BENCHMARKS.md, "Derived datatypes").
-pub const DEFAULT_LAYOUT_PIECE_BYTES: usize = 256;
+/// Large messages laid out in pieces of at least this many bytes (on average) are read by
+/// single copy where they lie; smaller pieces are packed as they stream: the kernel pins each
+/// piece of the other process's memory on its own (BENCHMARKS.md, "Derived datatypes").
+pub const DEFAULT_LAYOUT_SEND_PIECE_BYTES: usize = 4096;
+
+/// Receives laid out in pieces of at least this many bytes take a single-copy message
+/// straight into them; smaller pieces are unpacked from a staging copy (BENCHMARKS.md,
+/// "Derived datatypes").
+pub const DEFAULT_LAYOUT_RECV_PIECE_BYTES: usize = 1024;
 
 /// Messages up to this many bytes travel inside the ring record by default.
 pub const DEFAULT_INLINE_LIMIT: usize = 1024;
@@ -206,7 +220,8 @@ impl Default for Config {
             ring_cells: 1024,
             cma_chunk_bytes: DEFAULT_CMA_CHUNK_BYTES,
             cma_threshold_bytes: DEFAULT_CMA_THRESHOLD,
-            layout_piece_bytes: DEFAULT_LAYOUT_PIECE_BYTES,
+            layout_send_piece_bytes: DEFAULT_LAYOUT_SEND_PIECE_BYTES,
+            layout_recv_piece_bytes: DEFAULT_LAYOUT_RECV_PIECE_BYTES,
             pipe_bytes: 1 << 20,
             spin: Duration::from_micros(1000),
             bind: Bind::Core,
@@ -266,8 +281,12 @@ impl Config {
             number("ONECOPY_CMA_THRESHOLD", 0, usize::MAX)?,
         );
         set(
-            &mut c.layout_piece_bytes,
-            number("ONECOPY_LAYOUT_PIECE_BYTES", 0, usize::MAX)?,
+            &mut c.layout_send_piece_bytes,
+            number("ONECOPY_LAYOUT_SEND_PIECE_BYTES", 0, usize::MAX)?,
+        );
+        set(
+            &mut c.layout_recv_piece_bytes,
+            number("ONECOPY_LAYOUT_RECV_PIECE_BYTES", 0, usize::MAX)?,
         );
         set(
             &mut c.pipe_bytes,

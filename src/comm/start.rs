@@ -92,7 +92,8 @@ impl Universe {
             eager: usize::MAX,
             chunk: config.cma_chunk_bytes,
             cma_threshold: usize::MAX,
-            layout_piece: config.layout_piece_bytes,
+            layout_send_piece: config.layout_send_piece_bytes,
+            layout_recv_piece: config.layout_recv_piece_bytes,
         };
         let job = Job {
             segment: world,
@@ -512,7 +513,8 @@ fn limits(layout: &Layout, config: &Config) -> Result<Limits, CommError> {
         eager,
         chunk: config.cma_chunk_bytes,
         cma_threshold: 0,
-        layout_piece: config.layout_piece_bytes,
+        layout_send_piece: config.layout_send_piece_bytes,
+        layout_recv_piece: config.layout_recv_piece_bytes,
     })
 }
 

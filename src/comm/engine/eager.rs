@@ -94,17 +94,31 @@ impl Engine {
         data: SendBuf,
         sync: bool,
     ) -> Result<ReqId, CommError> {
+        self.post_send_with(dest, context, tag, data, sync, None)
+    }
+
+    /// [`Engine::post_send`] for a send that keeps `extra` (a non-contiguous layout) until it
+    /// finishes.
+    pub fn post_send_with(
+        &mut self,
+        dest: usize,
+        context: u32,
+        tag: i32,
+        data: SendBuf,
+        sync: bool,
+        extra: Option<Box<super::layouts::Extra>>,
+    ) -> Result<ReqId, CommError> {
         let me = self.job.me;
         let len = data.len;
-        if data.layout.is_some() {
-            // Laid out by a datatype: only single copy reads it where it lies.
+        if data.shape != super::Shape::Bytes {
+            // Laid out by a datatype: read where it lies, as a rendezvous.
             if dest == me || len <= self.job.limits.eager.max(self.job.limits.inline) {
                 return Err(CommError::InvalidArgument(
                     "a laid-out message to itself or small enough to pack".into(),
                 ));
             }
             self.flush_deferred(dest)?;
-            return self.post_rendezvous(dest, context, tag, data);
+            return self.post_rendezvous(dest, context, tag, data, extra);
         }
         // SAFETY: the caller lends `data` until the request finishes; it is contiguous.
         let bytes = unsafe { std::slice::from_raw_parts(data.ptr, len) };
@@ -126,7 +140,7 @@ impl Engine {
         }
         self.flush_deferred(dest)?;
         if len > self.job.limits.eager && len > self.job.limits.inline {
-            return self.post_rendezvous(dest, context, tag, data);
+            return self.post_rendezvous(dest, context, tag, data, extra);
         }
         let (id, sync_word) = if sync {
             let id = self.new_request(Req::AwaitAck { dest, tag, len });

@@ -18,9 +18,9 @@
 
 use std::io::IoSliceMut;
 
-use super::{CommError, Engine, RecvBuf, ReqId, Status};
+use super::{CommError, Engine, RecvBuf, ReqId, Shape, Status};
 use crate::comm::wire;
-use crate::datatype::Datatype;
+use crate::datatype::{Datatype, Segments};
 use crate::transport::Mechanism;
 use crate::vm::RemoteRange;
 use crate::vm::split::IOV_MAX;
@@ -56,8 +56,11 @@ pub(crate) struct Scatter {
     /// Whether a single-copy message may be pulled straight into the layout (its pieces are
     /// large enough).
     pub direct: bool,
-    /// Set once a message has been pulled straight into the layout: nothing to unpack.
+    /// Set once a message has been pulled straight into the layout, or streamed into it:
+    /// nothing to unpack.
     pub landed: bool,
+    /// A streamed message's walk over the layout, made at its first chunk.
+    pub cursor: Option<Cursor>,
 }
 
 /// What a request with a non-contiguous message keeps until it finishes.
@@ -65,8 +68,92 @@ pub(crate) struct Scatter {
 pub(crate) struct Extra {
     /// A send's packed copy of its message, or its layout's description.
     pub keep: Vec<u8>,
+    /// A streamed send's walk over its layout.
+    pub gather: Option<Cursor>,
     /// A receive's layout and staging buffer.
     pub scatter: Option<Scatter>,
+}
+
+/// A walk over a layout's bytes in packed order that copies them out of it or into it a piece
+/// of the stream at a time (a streamed message's chunks).
+pub(crate) struct Cursor {
+    /// Borrows `*datatype`, which is boxed so that it does not move; declared first so that it
+    /// is dropped first.
+    pieces: Segments<'static>,
+    /// The rest of the piece being copied.
+    head: Option<(isize, usize)>,
+    base: *const u8,
+    datatype: Box<Datatype>,
+}
+
+impl std::fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor").field("head", &self.head).finish()
+    }
+}
+
+impl Cursor {
+    /// A walk from the start of `placed`.
+    pub fn new(placed: &Placed) -> Cursor {
+        let datatype = Box::new(placed.datatype.clone());
+        // SAFETY: the walk borrows the boxed datatype, which lives (at the same address) as
+        // long as the cursor, and outlives the walk (field order).
+        let pieces: Segments<'static> =
+            unsafe { std::mem::transmute(datatype.segments(placed.count)) };
+        Cursor {
+            pieces,
+            head: None,
+            base: placed.base,
+            datatype,
+        }
+    }
+
+    /// The cursor as it is now, to go back to if a copy has to be redone.
+    pub fn mark(&self) -> (Segments<'static>, Option<(isize, usize)>) {
+        (self.pieces.clone(), self.head)
+    }
+
+    /// Goes back to a [`Cursor::mark`].
+    pub fn reset(&mut self, mark: (Segments<'static>, Option<(isize, usize)>)) {
+        (self.pieces, self.head) = mark;
+    }
+
+    /// Moves the next `n` bytes of the stream between the layout and `stream`: out of the
+    /// layout into `stream` (`gather`), or from `stream` into the layout. Returns the bytes
+    /// moved (fewer only at the end of the layout).
+    ///
+    /// # Safety
+    /// `stream` is valid for `n` bytes (writable when gathering); the layout's memory is valid
+    /// for reads (gathering) or writes (scattering) and does not overlap `stream`.
+    pub unsafe fn copy(&mut self, stream: *mut u8, n: usize, gather: bool) -> usize {
+        let mut done = 0;
+        while done < n {
+            let (offset, len) = match self.head.take().filter(|h| h.1 > 0) {
+                Some(h) => h,
+                None => match self.pieces.next() {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
+            let m = len.min(n - done);
+            // SAFETY: the caller's contract; the piece lies in the layout's memory (checked
+            // when the view was made).
+            unsafe {
+                let at = self.base.offset(offset).cast_mut();
+                if gather {
+                    std::ptr::copy_nonoverlapping(at, stream.add(done), m);
+                } else {
+                    std::ptr::copy_nonoverlapping(stream.add(done), at, m);
+                }
+            }
+            done += m;
+            if m < len {
+                self.head = Some((offset + m as isize, len - m));
+            }
+        }
+        let _ = &self.datatype;
+        done
+    }
 }
 
 /// The description of `count` elements of `datatype` that a receiver rebuilds: the count as 8
@@ -98,10 +185,7 @@ pub(crate) fn moves_layouts(how: Mechanism) -> bool {
 /// One side of a single-copy transfer: its (address, length) pieces in order.
 enum Side<'a> {
     Flat(Option<(usize, usize)>),
-    Laid {
-        base: usize,
-        pieces: crate::datatype::Segments<'a>,
-    },
+    Laid { base: usize, pieces: Segments<'a> },
 }
 
 /// A walk over one side's pieces, with the unmoved rest of the current piece.
@@ -170,7 +254,7 @@ impl Engine {
         extra: Extra,
         result: Result<Status, CommError>,
     ) -> Result<Status, CommError> {
-        let Extra { keep, scatter } = extra;
+        let Extra { keep, scatter, .. } = extra;
         if keep.capacity() > 0 {
             self.recycle(keep);
         }
@@ -203,17 +287,19 @@ impl Engine {
         result
     }
 
-    /// Whether `placed` is laid out in pieces large enough to move by single copy where it
-    /// lies, in a job that can (the rest is packed).
-    pub(crate) fn moves_in_place(&self, placed: &Placed) -> bool {
+    /// Whether `placed`'s pieces average at least `piece` bytes, in a job with single copy.
+    fn pieces_reach(&self, placed: &Placed, piece: usize) -> bool {
         let pieces = placed.datatype.segment_count(placed.count).max(1);
-        moves_layouts(self.job.mechanism)
-            && placed.packed_len() / pieces >= self.job.limits.layout_piece
+        moves_layouts(self.job.mechanism) && placed.packed_len() / pieces >= piece
     }
 
-    /// Starts sending `count` elements of a non-contiguous layout to `dest`: from where they
-    /// lie, by single copy, when the message is a rendezvous in a single-copy job and its
-    /// pieces are large enough; else packed into a buffer the request keeps.
+    /// Starts sending `count` elements of a non-contiguous layout to `dest`:
+    /// - small (an inline or eager message): packed, into memory the request keeps;
+    /// - large, in a single-copy job, with pieces of at least the send threshold: described,
+    ///   and pulled by the receiver straight from where the pieces lie (one iovec element a
+    ///   piece on the sender's side, which the kernel pins one by one);
+    /// - else streamed through the eager slots, packed chunk by chunk as the slots free, so
+    ///   that the receiver unpacks one chunk while this rank packs the next.
     ///
     /// # Safety
     /// `placed` describes memory the caller lends unchanged until the request finishes.
@@ -227,35 +313,48 @@ impl Engine {
     ) -> Result<ReqId, CommError> {
         let len = placed.packed_len();
         let small = self.job.limits.eager.max(self.job.limits.inline);
-        if dest != self.job.me && len > small && self.moves_in_place(placed) {
-            let description = describe(&placed.datatype, placed.count);
-            if description.len() <= MAX_DESCRIPTION_BYTES {
-                let data = super::SendBuf {
-                    ptr: placed.base,
-                    len,
-                    layout: Some((description.as_ptr(), description.len())),
-                };
-                let id = self.post_send(dest, context, tag, data, sync)?;
-                self.attach(
-                    id,
-                    Box::new(Extra {
+        if dest != self.job.me && len > small {
+            let send = |shape| super::SendBuf {
+                ptr: placed.base,
+                len,
+                shape,
+            };
+            if self.pieces_reach(placed, self.job.limits.layout_send_piece) {
+                let description = describe(&placed.datatype, placed.count);
+                if description.len() <= MAX_DESCRIPTION_BYTES {
+                    let data = send(Shape::Described(description.as_ptr(), description.len()));
+                    let extra = Extra {
                         keep: description,
-                        scatter: None,
-                    }),
-                );
-                return Ok(id);
+                        ..Extra::default()
+                    };
+                    return self.post_send_with(
+                        dest,
+                        context,
+                        tag,
+                        data,
+                        sync,
+                        Some(Box::new(extra)),
+                    );
+                }
             }
+            let extra = Extra {
+                gather: Some(Cursor::new(placed)),
+                ..Extra::default()
+            };
+            return self.post_send_with(
+                dest,
+                context,
+                tag,
+                send(Shape::Gathered),
+                sync,
+                Some(Box::new(extra)),
+            );
         }
         // SAFETY: the caller's contract.
         let packed = unsafe { self.pack(placed)? };
         let id = self.post_send(dest, context, tag, super::SendBuf::of(&packed), sync)?;
-        self.attach(
-            id,
-            Box::new(Extra {
-                keep: packed,
-                scatter: None,
-            }),
-        );
+        // Sent already (copied into the ring or a slot), or to itself (copied too).
+        self.recycle(packed);
         Ok(id)
     }
 
@@ -277,7 +376,7 @@ impl Engine {
     /// Staging memory for a receive into `target`: as long as the largest message that can
     /// arrive without a rendezvous (grown later if a longer one comes).
     pub(crate) fn scatter_for(&mut self, target: Placed) -> (RecvBuf, Box<Extra>) {
-        let direct = self.moves_in_place(&target);
+        let direct = self.pieces_reach(&target, self.job.limits.layout_recv_piece);
         let small = self.job.limits.eager.max(self.job.limits.inline);
         let mut staging = self.spare_buffer(target.packed_len().min(small));
         let buf = RecvBuf::plain(staging.as_mut_ptr(), staging.len());
@@ -286,10 +385,11 @@ impl Engine {
             staging,
             direct,
             landed: false,
+            cursor: None,
         };
         let extra = Extra {
-            keep: Vec::new(),
             scatter: Some(scatter),
+            ..Extra::default()
         };
         (buf, Box::new(extra))
     }
@@ -315,6 +415,11 @@ impl Engine {
                 RecvBuf::plain(s.staging.as_mut_ptr(), s.staging.len())
             });
         staged.unwrap_or(buf)
+    }
+
+    /// Receive `id`'s layout and staging, if it is a staged receive.
+    pub(super) fn requests_scatter(&mut self, id: ReqId) -> Option<&mut Scatter> {
+        self.extra_mut(id).and_then(|x| x.scatter.as_mut())
     }
 
     /// Whether receive `id` takes single-copy messages straight into its layout.

@@ -61,9 +61,12 @@ pub(crate) struct Limits {
     /// Rendezvous messages shorter than this are streamed through shared memory even when the
     /// job's mechanism is another (`auto`); 0 with an explicit transport.
     pub cma_threshold: usize,
-    /// Non-contiguous layouts whose pieces average this many bytes or more move by single copy
-    /// between the layouts; others are packed.
-    pub layout_piece: usize,
+    /// Large non-contiguous sends whose pieces average this many bytes or more are read by
+    /// single copy where they lie; others stream packed.
+    pub layout_send_piece: usize,
+    /// Non-contiguous receives whose pieces average this many bytes or more take single-copy
+    /// messages straight into them; others unpack a staging copy.
+    pub layout_recv_piece: usize,
 }
 
 /// Settings of the engine beyond its protocol thresholds.
@@ -127,9 +130,21 @@ pub(crate) struct SendBuf {
     pub ptr: *const u8,
     /// The message's length (packed, for a non-contiguous one).
     pub len: usize,
-    /// A non-contiguous message: its layout's description ([`layouts::describe`]), which the
-    /// receiver reads out of this process; `None` for contiguous bytes.
-    pub layout: Option<(*const u8, usize)>,
+    /// How its bytes lie.
+    pub shape: Shape,
+}
+
+/// How a send's bytes lie in its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// Contiguous, at `ptr`.
+    Bytes,
+    /// Laid out by a datatype whose description ([`layouts::describe`]) lies at this address
+    /// with this length: the receiver reads it, then pulls the pieces by single copy.
+    Described(*const u8, usize),
+    /// Laid out by a datatype, packed piece by piece into the eager slots as they stream
+    /// (the request's [`layouts::Cursor`] walks the layout).
+    Gathered,
 }
 
 impl SendBuf {
@@ -138,7 +153,7 @@ impl SendBuf {
         SendBuf {
             ptr: data.as_ptr(),
             len: data.len(),
-            layout: None,
+            shape: Shape::Bytes,
         }
     }
 }

@@ -25,7 +25,7 @@ use super::eager::COMBINE_PULL_BYTES;
 use super::layouts;
 use super::matching::{Body, Envelope, truncated};
 use super::requests::Req;
-use super::{CommError, Engine, RecvBuf, ReqId, SendBuf, Status, Watch};
+use super::{CommError, Engine, RecvBuf, ReqId, SendBuf, Shape, Status, Watch};
 use crate::transport::procmem::MemFile;
 use crate::transport::vmsplice::{self, Pipe};
 use crate::transport::{Mechanism, TransportError, cma, shm_copy};
@@ -100,18 +100,22 @@ impl Engine {
         context: u32,
         tag: i32,
         data: SendBuf,
+        extra: Option<Box<layouts::Extra>>,
     ) -> Result<ReqId, CommError> {
         let send_id = self.next_send_id(dest)?;
         self.rdv.send_ids[dest] = send_id;
         let (rts, how) = self.prepare_rts(dest, send_id, data)?;
-        let id = self.new_request(Req::Rendezvous {
-            dest,
-            tag,
-            send_id,
-            buf: data,
-            how,
-            stream: None,
-        });
+        let id = self.new_request_with(
+            Req::Rendezvous {
+                dest,
+                tag,
+                send_id,
+                buf: data,
+                how,
+                stream: None,
+            },
+            extra,
+        );
         self.rdv.sends.insert((dest, send_id), id);
         let head = Head {
             context,
@@ -166,17 +170,19 @@ impl Engine {
         send_id: u32,
         data: SendBuf,
     ) -> Result<(wire::Rts, Mechanism), CommError> {
-        let how = match data.layout {
-            None => self.job.mechanism_for(data.len),
-            Some(_) if layouts::moves_layouts(self.job.mechanism) => self.job.mechanism,
-            Some(_) => {
+        let (how, (layout_addr, layout_len)) = match data.shape {
+            Shape::Bytes => (self.job.mechanism_for(data.len), (std::ptr::null(), 0)),
+            Shape::Gathered => (Mechanism::ShmCopy, (std::ptr::null(), 0)),
+            Shape::Described(at, n) if layouts::moves_layouts(self.job.mechanism) => {
+                (self.job.mechanism, (at, n))
+            }
+            Shape::Described(..) => {
                 return Err(CommError::InvalidArgument(format!(
                     "a message laid out by a datatype cannot move by {}",
                     self.job.mechanism
                 )));
             }
         };
-        let (layout_addr, layout_len) = data.layout.unwrap_or((std::ptr::null(), 0));
         let layout_len = u32::try_from(layout_len)
             .ok()
             .filter(|&n| n as usize <= layouts::MAX_DESCRIPTION_BYTES)
@@ -329,7 +335,13 @@ impl Engine {
             self.finish(id, result.map(|()| Status::new(source as i32, tag, len)));
             return Ok(());
         }
-        let buf = self.landing(id, buf, len);
+        // Streamed chunks go straight into a staged receive's layout; other mechanisms land in
+        // its staging memory.
+        let buf = if how == Mechanism::ShmCopy {
+            buf
+        } else {
+            self.landing(id, buf, len)
+        };
         let streaming = Req::Streaming {
             source,
             tag,
@@ -551,7 +563,7 @@ impl Engine {
             return Err(self.protocol(source, "CTS for a send that is not waiting"));
         };
         let (buf, how) = (*buf, *how);
-        if buf.layout.is_some() {
+        if matches!(buf.shape, Shape::Described(..)) {
             return Err(self.protocol(source, "CTS for a laid-out message, which it pulls"));
         }
         if matches!(how, Mechanism::ShmCopy | Mechanism::Vmsplice) {
@@ -688,8 +700,23 @@ impl Engine {
             return Err(self.protocol(source, "chunk out of order or out of range"));
         }
         let (_, offset) = self.job.segment.eager_slot(source, self.job.me, slot);
-        let segment = &self.job.segment.segment;
-        if let Some(combine) = buf.combine {
+        let (slots, slots_len) = (
+            self.job.segment.segment.as_ptr(),
+            self.job.segment.segment.len(),
+        );
+        if let Some(scatter) = self.requests_scatter(id) {
+            assert!(offset + n <= slots_len);
+            let cursor = scatter
+                .cursor
+                .get_or_insert_with(|| layouts::Cursor::new(&scatter.target));
+            scatter.landed = true;
+            // SAFETY: the slot lies in the segment (checked above), was filled before its
+            // record was published, and is freed only after this; the layout is borrowed by the
+            // receive until it completes, and its capacity holds the message (checked at the
+            // match), so the walk does not end early.
+            unsafe { cursor.copy(slots.add(offset), n, false) };
+        } else if let Some(combine) = buf.combine {
+            let segment = &self.job.segment.segment;
             assert!(offset + n <= segment.len());
             // SAFETY: the slot lies in the segment (checked above) and was filled before its
             // record was published; we free it only after this. `[got, got + n)` is inside the
@@ -699,6 +726,7 @@ impl Engine {
                 combine.fold(buf.ptr.add(got), src);
             }
         } else {
+            let segment = &self.job.segment.segment;
             // SAFETY: `buf` is borrowed by its request until completion; `[got, got + n)` is
             // inside it (checked above). The slot was filled before the record was published,
             // and we free it only after this copy.
@@ -779,15 +807,46 @@ impl Engine {
                     offset: sent as u64,
                     len: n as u64,
                 };
-                // SAFETY: the send buffer is borrowed by its request until it completes.
-                let src = unsafe { std::slice::from_raw_parts(buf.ptr.add(sent), n) };
-                // SAFETY: the slot is free (state 0, seen with Acquire) and unannounced.
-                unsafe { shm_copy::fill(&self.job.segment.segment, offset, src) };
+                let mut mark = None;
+                if buf.shape == Shape::Gathered {
+                    let (slots, slots_len) = (
+                        self.job.segment.segment.as_ptr(),
+                        self.job.segment.segment.len(),
+                    );
+                    assert!(offset + n <= slots_len);
+                    let Some(cursor) = self.extra_mut(id).and_then(|x| x.gather.as_mut()) else {
+                        return Err(CommError::InvalidArgument(
+                            "a streamed layout without its walk".into(),
+                        ));
+                    };
+                    mark = Some(cursor.mark());
+                    // SAFETY: the slot is free (state 0, seen with Acquire), unannounced, and in
+                    // the segment (checked above); the layout is borrowed by its request until
+                    // it completes.
+                    let got = unsafe { cursor.copy(slots.add(offset), n, true) };
+                    if got != n {
+                        return Err(CommError::InvalidArgument(format!(
+                            "a layout of {} bytes ended after {}",
+                            buf.len,
+                            sent + got
+                        )));
+                    }
+                } else {
+                    // SAFETY: the send buffer is borrowed by its request until it completes.
+                    let src = unsafe { std::slice::from_raw_parts(buf.ptr.add(sent), n) };
+                    // SAFETY: the slot is free (state 0, seen with Acquire) and unannounced.
+                    unsafe { shm_copy::fill(&self.job.segment.segment, offset, src) };
+                }
                 self.set_slot_state(dest, slot, 1);
                 let head = Head::new(kind::CHUNK, 0, 0);
                 if !self.try_record(dest, head, &[bytemuck::bytes_of(&c)]) {
                     // No room: take the slot back; the copy is redone next time.
                     self.set_slot_state(dest, slot, 0);
+                    if let (Some(mark), Some(cursor)) =
+                        (mark, self.extra_mut(id).and_then(|x| x.gather.as_mut()))
+                    {
+                        cursor.reset(mark);
+                    }
                     break;
                 }
                 self.take_slot(dest, slot);

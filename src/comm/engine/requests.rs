@@ -214,16 +214,6 @@ impl Engine {
         id
     }
 
-    /// Hands request `id` what its non-contiguous message needs until it finishes (a packed
-    /// copy, a layout's description); dropped at once if the request is gone.
-    pub fn attach(&mut self, id: ReqId, extra: Box<Extra>) {
-        if let Some(entry) = self.requests.entry_mut(id)
-            && !matches!(entry.state, Req::Done(_))
-        {
-            entry.extra = Some(extra);
-        }
-    }
-
     /// What request `id`'s non-contiguous message needs, if it has one.
     pub(super) fn extra_mut(&mut self, id: ReqId) -> Option<&mut Extra> {
         self.requests.entry_mut(id)?.extra.as_deref_mut()
