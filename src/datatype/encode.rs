@@ -58,12 +58,14 @@ impl Writer {
     }
 
     fn counts(&mut self, list: &[usize]) {
-        self.out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        self.out
+            .extend_from_slice(&(list.len() as u32).to_le_bytes());
         list.iter().for_each(|&n| self.count(n));
     }
 
     fn displacements(&mut self, list: &[isize]) {
-        self.out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        self.out
+            .extend_from_slice(&(list.len() as u32).to_le_bytes());
         list.iter().for_each(|&d| self.displacement(d));
     }
 
@@ -93,23 +95,57 @@ impl Writer {
                 self.out.push(CONTIGUOUS);
                 self.count(*count);
             }
-            Combiner::Vector { count, blocklength, stride, .. }
-            | Combiner::HVector { count, blocklength, stride_bytes: stride, .. } => {
-                let tag = if matches!(datatype.combiner(), Combiner::Vector { .. }) { VECTOR } else { HVECTOR };
+            Combiner::Vector {
+                count,
+                blocklength,
+                stride,
+                ..
+            }
+            | Combiner::HVector {
+                count,
+                blocklength,
+                stride_bytes: stride,
+                ..
+            } => {
+                let tag = if matches!(datatype.combiner(), Combiner::Vector { .. }) {
+                    VECTOR
+                } else {
+                    HVECTOR
+                };
                 self.out.push(tag);
                 self.count(*count);
                 self.count(*blocklength);
                 self.displacement(*stride);
             }
-            Combiner::Indexed { blocklengths, displacements, .. }
-            | Combiner::HIndexed { blocklengths, displacements_bytes: displacements, .. } => {
-                let tag = if matches!(datatype.combiner(), Combiner::Indexed { .. }) { INDEXED } else { HINDEXED };
+            Combiner::Indexed {
+                blocklengths,
+                displacements,
+                ..
+            }
+            | Combiner::HIndexed {
+                blocklengths,
+                displacements_bytes: displacements,
+                ..
+            } => {
+                let tag = if matches!(datatype.combiner(), Combiner::Indexed { .. }) {
+                    INDEXED
+                } else {
+                    HINDEXED
+                };
                 self.out.push(tag);
                 self.counts(blocklengths);
                 self.displacements(displacements);
             }
-            Combiner::IndexedBlock { blocklength, displacements, .. }
-            | Combiner::HIndexedBlock { blocklength, displacements_bytes: displacements, .. } => {
+            Combiner::IndexedBlock {
+                blocklength,
+                displacements,
+                ..
+            }
+            | Combiner::HIndexedBlock {
+                blocklength,
+                displacements_bytes: displacements,
+                ..
+            } => {
                 let tag = if matches!(datatype.combiner(), Combiner::IndexedBlock { .. }) {
                     INDEXED_BLOCK
                 } else {
@@ -119,7 +155,11 @@ impl Writer {
                 self.count(*blocklength);
                 self.displacements(displacements);
             }
-            Combiner::Struct { blocklengths, displacements_bytes, .. } => {
+            Combiner::Struct {
+                blocklengths,
+                displacements_bytes,
+                ..
+            } => {
                 self.out.push(STRUCT);
                 self.counts(blocklengths);
                 self.displacements(displacements_bytes);
@@ -129,7 +169,13 @@ impl Writer {
                 self.displacement(*lb);
                 self.displacement(*extent);
             }
-            Combiner::Subarray { sizes, subsizes, starts, order, .. } => {
+            Combiner::Subarray {
+                sizes,
+                subsizes,
+                starts,
+                order,
+                ..
+            } => {
                 self.out.push(SUBARRAY);
                 self.counts(sizes);
                 self.counts(subsizes);
@@ -176,9 +222,16 @@ fn bad(what: impl Into<String>) -> DatatypeError {
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], DatatypeError> {
-        let end = self.at.checked_add(N).filter(|&end| end <= self.bytes.len());
+        let end = self
+            .at
+            .checked_add(N)
+            .filter(|&end| end <= self.bytes.len());
         let Some(end) = end else {
-            return Err(bad(format!("truncated at byte {} of {}", self.at, self.bytes.len())));
+            return Err(bad(format!(
+                "truncated at byte {} of {}",
+                self.at,
+                self.bytes.len()
+            )));
         };
         let mut out = [0; N];
         out.copy_from_slice(&self.bytes[self.at..end]);
@@ -206,7 +259,10 @@ impl Reader<'_> {
     fn length(&mut self, item_bytes: usize) -> Result<usize, DatatypeError> {
         let len = self.u32()? as usize;
         if len.saturating_mul(item_bytes) > self.bytes.len() - self.at {
-            return Err(bad(format!("a list of {len} items at byte {} runs past the end", self.at)));
+            return Err(bad(format!(
+                "a list of {len} items at byte {} runs past the end",
+                self.at
+            )));
         }
         Ok(len)
     }
@@ -223,9 +279,12 @@ impl Reader<'_> {
 
     fn old<'t>(&mut self, decoded: &'t [Datatype]) -> Result<&'t Datatype, DatatypeError> {
         let index = self.u32()? as usize;
-        decoded
-            .get(index)
-            .ok_or_else(|| bad(format!("node {} refers to node {index}, not yet defined", decoded.len())))
+        decoded.get(index).ok_or_else(|| {
+            bad(format!(
+                "node {} refers to node {index}, not yet defined",
+                decoded.len()
+            ))
+        })
     }
 
     fn node(&mut self, decoded: &[Datatype]) -> Result<Datatype, DatatypeError> {
@@ -243,7 +302,8 @@ impl Reader<'_> {
                 UserDatatype::contiguous(count, self.old(decoded)?)?
             }
             VECTOR | HVECTOR => {
-                let (count, blocklength, stride) = (self.count()?, self.count()?, self.displacement()?);
+                let (count, blocklength, stride) =
+                    (self.count()?, self.count()?, self.displacement()?);
                 let old = self.old(decoded)?;
                 if tag == VECTOR {
                     UserDatatype::vector(count, blocklength, stride, old)?

@@ -83,7 +83,10 @@ unsafe impl<A: Equivalence, B: Equivalence, C: Equivalence> Equivalence for (A, 
 pub fn struct_datatype(fields: &[(isize, Datatype)], size: usize) -> Datatype {
     let blocklengths = vec![1; fields.len()];
     let displacements: Vec<isize> = fields.iter().map(|(at, _)| *at).collect();
-    let types: Vec<Datatype> = fields.iter().map(|(_, datatype)| datatype.clone()).collect();
+    let types: Vec<Datatype> = fields
+        .iter()
+        .map(|(_, datatype)| datatype.clone())
+        .collect();
     let made = UserDatatype::structured(&blocklengths, &displacements, &types)
         .and_then(|fields| UserDatatype::resized(&fields, 0, size as isize));
     match made {

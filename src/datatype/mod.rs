@@ -303,53 +303,132 @@ impl Combiner {
     }
 
     /// Equal arguments, the old types compared with `same`.
-    fn same_arguments(&self, other: &Combiner, same: &mut dyn FnMut(&Datatype, &Datatype) -> bool) -> bool {
+    fn same_arguments(
+        &self,
+        other: &Combiner,
+        same: &mut dyn FnMut(&Datatype, &Datatype) -> bool,
+    ) -> bool {
         use Combiner as C;
         let scalars = match (self, other) {
             (C::Named(a), C::Named(b)) => a == b,
             (C::Contiguous { count: a, .. }, C::Contiguous { count: b, .. }) => a == b,
             (
-                C::Vector { count: a, blocklength: b, stride: c, .. },
-                C::Vector { count: x, blocklength: y, stride: z, .. },
+                C::Vector {
+                    count: a,
+                    blocklength: b,
+                    stride: c,
+                    ..
+                },
+                C::Vector {
+                    count: x,
+                    blocklength: y,
+                    stride: z,
+                    ..
+                },
             )
             | (
-                C::HVector { count: a, blocklength: b, stride_bytes: c, .. },
-                C::HVector { count: x, blocklength: y, stride_bytes: z, .. },
+                C::HVector {
+                    count: a,
+                    blocklength: b,
+                    stride_bytes: c,
+                    ..
+                },
+                C::HVector {
+                    count: x,
+                    blocklength: y,
+                    stride_bytes: z,
+                    ..
+                },
             ) => (a, b, c) == (x, y, z),
             (
-                C::Indexed { blocklengths: a, displacements: b, .. },
-                C::Indexed { blocklengths: x, displacements: y, .. },
+                C::Indexed {
+                    blocklengths: a,
+                    displacements: b,
+                    ..
+                },
+                C::Indexed {
+                    blocklengths: x,
+                    displacements: y,
+                    ..
+                },
             )
             | (
-                C::HIndexed { blocklengths: a, displacements_bytes: b, .. },
-                C::HIndexed { blocklengths: x, displacements_bytes: y, .. },
+                C::HIndexed {
+                    blocklengths: a,
+                    displacements_bytes: b,
+                    ..
+                },
+                C::HIndexed {
+                    blocklengths: x,
+                    displacements_bytes: y,
+                    ..
+                },
             )
             | (
-                C::Struct { blocklengths: a, displacements_bytes: b, .. },
-                C::Struct { blocklengths: x, displacements_bytes: y, .. },
+                C::Struct {
+                    blocklengths: a,
+                    displacements_bytes: b,
+                    ..
+                },
+                C::Struct {
+                    blocklengths: x,
+                    displacements_bytes: y,
+                    ..
+                },
             ) => (a, b) == (x, y),
             (
-                C::IndexedBlock { blocklength: a, displacements: b, .. },
-                C::IndexedBlock { blocklength: x, displacements: y, .. },
+                C::IndexedBlock {
+                    blocklength: a,
+                    displacements: b,
+                    ..
+                },
+                C::IndexedBlock {
+                    blocklength: x,
+                    displacements: y,
+                    ..
+                },
             )
             | (
-                C::HIndexedBlock { blocklength: a, displacements_bytes: b, .. },
-                C::HIndexedBlock { blocklength: x, displacements_bytes: y, .. },
+                C::HIndexedBlock {
+                    blocklength: a,
+                    displacements_bytes: b,
+                    ..
+                },
+                C::HIndexedBlock {
+                    blocklength: x,
+                    displacements_bytes: y,
+                    ..
+                },
             ) => (a, b) == (x, y),
-            (C::Resized { lb: a, extent: b, .. }, C::Resized { lb: x, extent: y, .. }) => {
-                (a, b) == (x, y)
-            }
             (
-                C::Subarray { sizes: a, subsizes: b, starts: c, order: d, .. },
-                C::Subarray { sizes: w, subsizes: x, starts: y, order: z, .. },
+                C::Resized {
+                    lb: a, extent: b, ..
+                },
+                C::Resized {
+                    lb: x, extent: y, ..
+                },
+            ) => (a, b) == (x, y),
+            (
+                C::Subarray {
+                    sizes: a,
+                    subsizes: b,
+                    starts: c,
+                    order: d,
+                    ..
+                },
+                C::Subarray {
+                    sizes: w,
+                    subsizes: x,
+                    starts: y,
+                    order: z,
+                    ..
+                },
             ) => (a, b, c, d) == (w, x, y, z),
             (C::Dup(_), C::Dup(_)) => true,
             _ => false,
         };
         let (mine, theirs) = (self.old_types(), other.old_types());
-        scalars
-            && mine.len() == theirs.len()
-            && mine.iter().zip(&theirs).all(|(a, b)| same(a, b))
+        scalars && mine.len() == theirs.len() && mine.iter().zip(&theirs).all(|(a, b)| same(a, b))
     }
 }
 
@@ -445,6 +524,13 @@ impl Datatype {
                 depth,
                 limit: MAX_DEPTH,
             });
+        }
+        // The extent and true extent are differences of bounds that each fit; the differences
+        // must fit too, so that every accessor is plain arithmetic.
+        let (lb, ub) = part.lb_ub();
+        let (true_lb, true_ub) = part.layout.bounds.unwrap_or((0, 0));
+        if ub.checked_sub(lb).is_none() || true_ub.checked_sub(true_lb).is_none() {
+            return Err(DatatypeError::Overflow);
         }
         Ok(Datatype(Arc::new(Inner {
             combiner,
@@ -548,12 +634,7 @@ impl Datatype {
     /// Lazy: each item costs O(depth) and allocates nothing, whatever the number of segments.
     /// Offsets are exact whenever [`Datatype::layout_bounds`] of `count` succeeds.
     pub fn segments(&self, count: usize) -> Segments<'_> {
-        Segments::new(self.layout(), self.node_depth(), count, self.extent())
-    }
-
-    /// An upper bound on the depth of the layout tree, to size the walk's stack once.
-    fn node_depth(&self) -> usize {
-        (self.0.depth + 1) * (MAX_SUBARRAY_DIMENSIONS + 2)
+        Segments::new(self.layout(), count, self.extent())
     }
 
     /// The exact number of items [`Datatype::segments`] yields, in O(1) without iterating
@@ -617,9 +698,10 @@ impl Datatype {
         if count == 0 || layout.is_empty() {
             return false;
         }
-        let one = *self.0.overlaps_one.get_or_init(|| {
-            !layout.disjoint && layout::segments_overlap(self.segments(1))
-        });
+        let one = *self
+            .0
+            .overlaps_one
+            .get_or_init(|| !layout.disjoint && layout::segments_overlap(self.segments(1)));
         if one || count == 1 {
             return one;
         }
@@ -631,7 +713,12 @@ impl Datatype {
 
     /// Packs `count` elements laid out in `buf` (offsets relative to `buf[0]`) into the front of
     /// `out`, in typemap order; returns the bytes written, `size * count`.
-    pub fn pack_into(&self, buf: &[u8], count: usize, out: &mut [u8]) -> Result<usize, DatatypeError> {
+    pub fn pack_into(
+        &self,
+        buf: &[u8],
+        count: usize,
+        out: &mut [u8],
+    ) -> Result<usize, DatatypeError> {
         view::pack(self, buf, count, out)
     }
 
@@ -640,7 +727,12 @@ impl Datatype {
     /// rest of `buf` untouched; a longer one is an error. Returns the bytes consumed.
     ///
     /// An overlapping layout is not rejected here (later writes win); [`MutView`] rejects it.
-    pub fn unpack_from(&self, packed: &[u8], buf: &mut [u8], count: usize) -> Result<usize, DatatypeError> {
+    pub fn unpack_from(
+        &self,
+        packed: &[u8],
+        buf: &mut [u8],
+        count: usize,
+    ) -> Result<usize, DatatypeError> {
         view::unpack(self, packed, buf, count)
     }
 
@@ -765,10 +857,19 @@ impl UserDatatype {
     }
 
     /// `count` elements of `old` one extent apart (`MPI_Type_contiguous`).
-    pub fn contiguous(count: usize, old: &impl AsRef<Datatype>) -> Result<UserDatatype, DatatypeError> {
+    pub fn contiguous(
+        count: usize,
+        old: &impl AsRef<Datatype>,
+    ) -> Result<UserDatatype, DatatypeError> {
         let old = old.as_ref();
         let part = old.part().block(count)?;
-        UserDatatype::build(Combiner::Contiguous { count, old: old.clone() }, part)
+        UserDatatype::build(
+            Combiner::Contiguous {
+                count,
+                old: old.clone(),
+            },
+            part,
+        )
     }
 
     /// `count` blocks of `blocklength` elements of `old`, block starts `stride` extents of `old`
@@ -780,8 +881,16 @@ impl UserDatatype {
         old: &impl AsRef<Datatype>,
     ) -> Result<UserDatatype, DatatypeError> {
         let old = old.as_ref();
-        let part = old.part().block(blocklength)?.repeat(count, mul(stride, old.extent())?)?;
-        let combiner = Combiner::Vector { count, blocklength, stride, old: old.clone() };
+        let part = old
+            .part()
+            .block(blocklength)?
+            .repeat(count, mul(stride, old.extent())?)?;
+        let combiner = Combiner::Vector {
+            count,
+            blocklength,
+            stride,
+            old: old.clone(),
+        };
         UserDatatype::build(combiner, part)
     }
 
@@ -794,11 +903,20 @@ impl UserDatatype {
     ) -> Result<UserDatatype, DatatypeError> {
         let old = old.as_ref();
         let part = old.part().block(blocklength)?.repeat(count, stride_bytes)?;
-        let combiner = Combiner::HVector { count, blocklength, stride_bytes, old: old.clone() };
+        let combiner = Combiner::HVector {
+            count,
+            blocklength,
+            stride_bytes,
+            old: old.clone(),
+        };
         UserDatatype::build(combiner, part)
     }
 
-    fn indexed_part(blocklengths: &[usize], displacements_bytes: &[isize], old: &Datatype) -> Result<Part, DatatypeError> {
+    fn indexed_part(
+        blocklengths: &[usize],
+        displacements_bytes: &[isize],
+        old: &Datatype,
+    ) -> Result<Part, DatatypeError> {
         let parts = blocklengths
             .iter()
             .zip(displacements_bytes)
@@ -816,7 +934,11 @@ impl UserDatatype {
     ) -> Result<UserDatatype, DatatypeError> {
         let old = old.as_ref();
         same_length("indexed", blocklengths.len(), displacements.len())?;
-        let part = UserDatatype::indexed_part(blocklengths, &in_extents(displacements, old.extent())?, old)?;
+        let part = UserDatatype::indexed_part(
+            blocklengths,
+            &in_extents(displacements, old.extent())?,
+            old,
+        )?;
         let combiner = Combiner::Indexed {
             blocklengths: blocklengths.to_vec(),
             displacements: displacements.to_vec(),
@@ -832,7 +954,11 @@ impl UserDatatype {
         old: &impl AsRef<Datatype>,
     ) -> Result<UserDatatype, DatatypeError> {
         let old = old.as_ref();
-        same_length("heterogeneous_indexed", blocklengths.len(), displacements_bytes.len())?;
+        same_length(
+            "heterogeneous_indexed",
+            blocklengths.len(),
+            displacements_bytes.len(),
+        )?;
         let part = UserDatatype::indexed_part(blocklengths, displacements_bytes, old)?;
         let combiner = Combiner::HIndexed {
             blocklengths: blocklengths.to_vec(),
@@ -851,7 +977,11 @@ impl UserDatatype {
     ) -> Result<UserDatatype, DatatypeError> {
         let old = old.as_ref();
         let blocklengths = vec![blocklength; displacements.len()];
-        let part = UserDatatype::indexed_part(&blocklengths, &in_extents(displacements, old.extent())?, old)?;
+        let part = UserDatatype::indexed_part(
+            &blocklengths,
+            &in_extents(displacements, old.extent())?,
+            old,
+        )?;
         let combiner = Combiner::IndexedBlock {
             blocklength,
             displacements: displacements.to_vec(),
@@ -910,13 +1040,24 @@ impl UserDatatype {
 
     /// `old` with its lower bound set to `lb` and its extent to `extent`, the markers of any
     /// earlier resize erased (`MPI_Type_create_resized`). The data does not move.
-    pub fn resized(old: &impl AsRef<Datatype>, lb: isize, extent: isize) -> Result<UserDatatype, DatatypeError> {
+    pub fn resized(
+        old: &impl AsRef<Datatype>,
+        lb: isize,
+        extent: isize,
+    ) -> Result<UserDatatype, DatatypeError> {
         let old = old.as_ref();
         let part = Part {
             markers: Some((lb, add(lb, extent)?)),
             ..old.part().clone()
         };
-        UserDatatype::build(Combiner::Resized { lb, extent, old: old.clone() }, part)
+        UserDatatype::build(
+            Combiner::Resized {
+                lb,
+                extent,
+                old: old.clone(),
+            },
+            part,
+        )
     }
 
     /// The `subsizes` block starting at `starts` of an array of `sizes` elements of `old`
@@ -944,7 +1085,10 @@ impl UserDatatype {
             )));
         }
         for k in 0..dimensions {
-            let fits = subsizes[k] >= 1 && starts[k].checked_add(subsizes[k]).is_some_and(|end| end <= sizes[k]);
+            let fits = subsizes[k] >= 1
+                && starts[k]
+                    .checked_add(subsizes[k])
+                    .is_some_and(|end| end <= sizes[k]);
             if !fits {
                 return Err(DatatypeError::InvalidArgument(format!(
                     "subarray dimension {k}: {} elements from {} do not fit in {} (and MPI wants at least one)",

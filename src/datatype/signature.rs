@@ -24,7 +24,10 @@ enum Shape {
     Empty,
     Primitive(Primitive),
     /// `count >= 2` copies.
-    Repeat { count: usize, child: Arc<Signature> },
+    Repeat {
+        count: usize,
+        child: Arc<Signature>,
+    },
     /// At least two, none empty.
     Sequence(Box<[Arc<Signature>]>),
 }

@@ -31,7 +31,11 @@ fn packed_len(datatype: &Datatype, count: usize) -> Result<usize, DatatypeError>
 }
 
 /// The byte range of a segment inside a buffer already checked to hold the layout.
-fn range(offset: isize, len: usize, buffer_len: usize) -> Result<std::ops::Range<usize>, DatatypeError> {
+fn range(
+    offset: isize,
+    len: usize,
+    buffer_len: usize,
+) -> Result<std::ops::Range<usize>, DatatypeError> {
     let start = usize::try_from(offset).map_err(|_| DatatypeError::Overflow)?;
     match start.checked_add(len) {
         Some(end) if end <= buffer_len => Ok(start..end),
@@ -43,7 +47,12 @@ fn range(offset: isize, len: usize, buffer_len: usize) -> Result<std::ops::Range
     }
 }
 
-pub(super) fn pack(datatype: &Datatype, buf: &[u8], count: usize, out: &mut [u8]) -> Result<usize, DatatypeError> {
+pub(super) fn pack(
+    datatype: &Datatype,
+    buf: &[u8],
+    count: usize,
+    out: &mut [u8],
+) -> Result<usize, DatatypeError> {
     let total = packed_len(datatype, count)?;
     if out.len() < total {
         return Err(DatatypeError::LengthMismatch {
@@ -61,7 +70,12 @@ pub(super) fn pack(datatype: &Datatype, buf: &[u8], count: usize, out: &mut [u8]
     Ok(written)
 }
 
-pub(super) fn unpack(datatype: &Datatype, packed: &[u8], buf: &mut [u8], count: usize) -> Result<usize, DatatypeError> {
+pub(super) fn unpack(
+    datatype: &Datatype,
+    packed: &[u8],
+    buf: &mut [u8],
+    count: usize,
+) -> Result<usize, DatatypeError> {
     let total = packed_len(datatype, count)?;
     if packed.len() > total {
         return Err(DatatypeError::LengthMismatch {
@@ -104,7 +118,11 @@ impl<'a> View<'a> {
         let datatype = datatype.as_ref();
         check_within(datatype, count, buf.len())?;
         packed_len(datatype, count)?;
-        Ok(View { buf, count, datatype })
+        Ok(View {
+            buf,
+            count,
+            datatype,
+        })
     }
 
     /// The layout of one element.
@@ -162,7 +180,11 @@ impl<'a> MutView<'a> {
         if datatype.overlaps(count) {
             return Err(DatatypeError::Overlap);
         }
-        Ok(MutView { buf, count, datatype })
+        Ok(MutView {
+            buf,
+            count,
+            datatype,
+        })
     }
 
     /// The layout of one element.
