@@ -178,8 +178,9 @@ pub enum Order {
 }
 
 /// The constructor that made a type and its arguments, as `MPI_Type_get_envelope` and
-/// `MPI_Type_get_contents` report them.
-#[derive(Debug, Clone, PartialEq)]
+/// `MPI_Type_get_contents` report them. Equal when the arguments are equal and the old types
+/// equal as [`Datatype`]s.
+#[derive(Debug, Clone)]
 pub enum Combiner {
     /// A predefined type.
     Named(Primitive),
@@ -767,6 +768,13 @@ impl Datatype {
             proven.insert(key);
         }
         equal
+    }
+}
+
+impl PartialEq for Combiner {
+    fn eq(&self, other: &Combiner) -> bool {
+        let mut proven = HashSet::new();
+        self.same_arguments(other, &mut |a, b| Datatype::same(a, b, &mut proven))
     }
 }
 
