@@ -86,6 +86,8 @@ pub(super) struct Node {
     pub(super) last_end: isize,
     /// Proven free of overlap by structure alone; `false` means "not proven", not "overlaps".
     pub(super) disjoint: bool,
+    /// Levels below this node: the stack a walk needs.
+    pub(super) height: usize,
 }
 
 #[derive(Debug)]
@@ -114,6 +116,7 @@ impl Node {
             first_start: 0,
             last_end: 0,
             disjoint: true,
+            height: 0,
         })
     }
 
@@ -135,6 +138,7 @@ impl Node {
             first_start: 0,
             last_end: end,
             disjoint: true,
+            height: 0,
         }))
     }
 
@@ -189,6 +193,7 @@ impl Node {
             first_start: child.first_start,
             last_end: add(mul(to_isize(count - 1)?, stride)?, child.last_end)?,
             disjoint: child.disjoint && stride.unsigned_abs() >= extent,
+            height: child.height + 1,
         }))
     }
 
@@ -249,6 +254,11 @@ impl Node {
             ranges.sort_unstable();
             disjoint = ranges.windows(2).all(|pair| pair[0].1 <= pair[1].0);
         }
+        let height = 1 + merged
+            .iter()
+            .map(|(_, node)| node.height)
+            .max()
+            .unwrap_or(0);
         let first = &merged[0];
         let last = &merged[merged.len() - 1];
         Ok(Arc::new(Node {
@@ -260,6 +270,7 @@ impl Node {
             pieces,
             joins,
             disjoint,
+            height,
         }))
     }
 }
@@ -294,8 +305,8 @@ enum Frame<'a> {
 
 impl<'a> Segments<'a> {
     /// `count` copies of `root`, copy `k` at `k * extent`.
-    pub(super) fn new(root: &'a Node, depth: usize, count: usize, extent: isize) -> Segments<'a> {
-        let mut stack = Vec::with_capacity(depth + 2);
+    pub(super) fn new(root: &'a Node, count: usize, extent: isize) -> Segments<'a> {
+        let mut stack = Vec::with_capacity(root.height + 1);
         if count > 0 && !root.is_empty() {
             stack.push(Frame::Repeat {
                 count,

@@ -178,8 +178,9 @@ pub enum Order {
 }
 
 /// The constructor that made a type and its arguments, as `MPI_Type_get_envelope` and
-/// `MPI_Type_get_contents` report them.
-#[derive(Debug, Clone, PartialEq)]
+/// `MPI_Type_get_contents` report them. Equal when the arguments are equal and the old types
+/// equal as [`Datatype`]s.
+#[derive(Debug, Clone)]
 pub enum Combiner {
     /// A predefined type.
     Named(Primitive),
@@ -525,6 +526,13 @@ impl Datatype {
                 limit: MAX_DEPTH,
             });
         }
+        // The extent and true extent are differences of bounds that each fit; the differences
+        // must fit too, so that every accessor is plain arithmetic.
+        let (lb, ub) = part.lb_ub();
+        let (true_lb, true_ub) = part.layout.bounds.unwrap_or((0, 0));
+        if ub.checked_sub(lb).is_none() || true_ub.checked_sub(true_lb).is_none() {
+            return Err(DatatypeError::Overflow);
+        }
         Ok(Datatype(Arc::new(Inner {
             combiner,
             part,
@@ -627,12 +635,7 @@ impl Datatype {
     /// Lazy: each item costs O(depth) and allocates nothing, whatever the number of segments.
     /// Offsets are exact whenever [`Datatype::layout_bounds`] of `count` succeeds.
     pub fn segments(&self, count: usize) -> Segments<'_> {
-        Segments::new(self.layout(), self.node_depth(), count, self.extent())
-    }
-
-    /// An upper bound on the depth of the layout tree, to size the walk's stack once.
-    fn node_depth(&self) -> usize {
-        (self.0.depth + 1) * (MAX_SUBARRAY_DIMENSIONS + 2)
+        Segments::new(self.layout(), count, self.extent())
     }
 
     /// The exact number of items [`Datatype::segments`] yields, in O(1) without iterating
@@ -765,6 +768,13 @@ impl Datatype {
             proven.insert(key);
         }
         equal
+    }
+}
+
+impl PartialEq for Combiner {
+    fn eq(&self, other: &Combiner) -> bool {
+        let mut proven = HashSet::new();
+        self.same_arguments(other, &mut |a, b| Datatype::same(a, b, &mut proven))
     }
 }
 
