@@ -72,8 +72,8 @@ pub mod point_to_point {
 /// Collective communication, at rsmpi's path (`mpi::collective`).
 pub mod collective {
     pub use crate::coll::{
-        CommunicatorCollectives, Integer, IntegerOperation, Number, Operation, Root,
-        SystemOperation, UserOperation,
+        CommunicatorCollectives, ImmediateCollectives, ImmediateRoot, Integer, IntegerOperation,
+        Number, Operation, Root, SystemOperation, UserOperation,
     };
 }
 
@@ -84,7 +84,9 @@ pub struct ReadmeExamples;
 
 /// Every trait of the API, for `use onecopy::traits::*;` (as `mpi::traits::*`).
 pub mod traits {
-    pub use crate::coll::{CommunicatorCollectives, Operation, Root};
+    pub use crate::coll::{
+        CommunicatorCollectives, ImmediateCollectives, ImmediateRoot, Operation, Root,
+    };
     pub use crate::comm::{Communicator, Destination, Group, Source};
     pub use crate::request::{Completion, Scope};
 }

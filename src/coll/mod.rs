@@ -19,6 +19,7 @@
 //! and a rank that meets another collective's message gets [`CommError::Mismatch`]. This module
 //! does not own the message protocols (`comm`) nor the kernel calls (`vm`).
 
+mod immediate;
 mod inter;
 mod op;
 pub mod reduce;
@@ -29,6 +30,7 @@ use bytemuck::Pod;
 
 use crate::comm::{CommCore, CommError, Communicator, Process, Rank};
 
+pub use immediate::{ImmediateCollectives, ImmediateRoot};
 pub use op::{Integer, IntegerOperation, Number, Operation, SystemOperation, UserOperation};
 
 use crate::comm::tags as tag;

@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use super::communicator::{CommCore, Rank, Tag};
-use super::engine::{RecvBuf, ReqId, SendBuf, Watch};
+use super::engine::{RecvBuf, ReqId, SendBuf};
 use super::{CommError, Status};
 
 /// How a send completes (see [`super::point_to_point::Destination`]).
@@ -107,7 +107,7 @@ impl LocalScope<'_> {
         for (core, slot) in issued {
             let Some(id) = slot.current() else { continue };
             if core.rt.is_pending(id) {
-                let waited = core.rt.engine().wait_until(Watch::Any, |e| e.is_done(id));
+                let waited = core.rt.engine().wait_done(id);
                 if let Err(e) = waited {
                     core.rt.engine().abandon(id, e.clone());
                     tracing::warn!(
