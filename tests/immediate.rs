@@ -839,3 +839,24 @@ fn intercommunicators_are_refused_for_now() {
     let _dog = common::watchdog("intercommunicators_are_refused_for_now", 60);
     assert_all_ok(&run_job(2, "auto", on_an_intercommunicator), "2 ranks");
 }
+
+#[test]
+fn bench_iallreduce_reports_four_numbers_per_size() {
+    let _dog = common::watchdog("bench_iallreduce_reports_four_numbers_per_size", 120);
+    use onecopy::bench::{Progress, overlap};
+    let options = overlap::Options {
+        ranks: 2,
+        sizes: vec![8, 4096],
+        budget: Duration::from_millis(2),
+        probes: 3,
+        ..Default::default()
+    };
+    let records = overlap::run(&options, &Progress::new(2, "test")).expect("bench iallreduce");
+    assert_eq!(records.len(), 8, "{records:?}");
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.bench, overlap::NAMES[i % 4], "{r:?}");
+        assert!(r.value.is_finite() && r.value >= 0.0, "{r:?}");
+    }
+    let overlap = &records[3];
+    assert!(overlap.unit == "%" && overlap.value <= 100.0, "{overlap:?}");
+}

@@ -214,9 +214,10 @@ impl<'c, 'a> Plan<'c, 'a> {
 
     fn local(&mut self, f: impl FnMut() + 'a) {
         let f: Box<dyn FnMut() + 'a> = Box::new(f);
-        // SAFETY: only the lifetime changes. The step and what it captures are dropped when the
-        // schedule ends, which is before the request finishes, and a request of scope `'a`
-        // finishes before `'a` ends (its scope waits for it); a plan never started drops it here.
+        // SAFETY: only the lifetime changes. The engine drops the step and what it captures when
+        // the schedule ends, within the call that finishes the request (or gives it up), and a
+        // request of scope `'a` finishes before `'a` ends: its scope waits for it, and dropping
+        // it waits too. A plan that is never started drops the step here.
         let f: Box<dyn FnMut()> = unsafe { std::mem::transmute(f) };
         self.round.push(Action::Local(f));
     }

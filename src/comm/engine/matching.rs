@@ -53,12 +53,13 @@ impl Want {
     /// or a nonblocking collective's receive a message of another collective issued with its
     /// sequence number.
     fn conflicts(&self, e: &Envelope) -> bool {
-        let from_source = self.context == e.context && self.source == Some(e.source);
-        let strict = self.strict() && self.tag != Some(e.tag) && !tags::is_immediate(e.tag);
-        let immediate = self
-            .tag
-            .is_some_and(|ours| tags::immediate_conflict(ours, e.tag));
-        from_source && (strict || immediate)
+        self.context == e.context
+            && self.source == Some(e.source)
+            && self.tag != Some(e.tag)
+            && match self.tag {
+                Some(ours) if tags::is_immediate(ours) => tags::immediate_conflict(ours, e.tag),
+                _ => self.strict() && !tags::is_immediate(e.tag),
+            }
     }
 }
 
