@@ -75,8 +75,9 @@ pub mod point_to_point {
 /// Collective communication, at rsmpi's path (`mpi::collective`).
 pub mod collective {
     pub use crate::coll::{
-        CommunicatorCollectives, Integer, IntegerOperation, LocationOperation, LocationValue,
-        Number, Operation, Root, SystemOperation, UserOperation, ValueIndex, reduce_local_into,
+        CommunicatorCollectives, ImmediateCollectives, ImmediateRoot, Integer, IntegerOperation,
+        LocationOperation, LocationValue, Number, Operation, Root, SystemOperation, UserOperation,
+        ValueIndex, reduce_local_into,
     };
 }
 
@@ -87,7 +88,9 @@ pub struct ReadmeExamples;
 
 /// Every trait of the API, for `use onecopy::traits::*;` (as `mpi::traits::*`).
 pub mod traits {
-    pub use crate::coll::{CommunicatorCollectives, Operation, Root};
+    pub use crate::coll::{
+        CommunicatorCollectives, ImmediateCollectives, ImmediateRoot, Operation, Root,
+    };
     pub use crate::comm::{Communicator, Destination, Group, Source};
     pub use crate::request::{Completion, Scope};
 }

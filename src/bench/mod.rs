@@ -23,6 +23,7 @@ mod error;
 mod job;
 pub mod mechanisms;
 mod output;
+pub mod overlap;
 pub mod p2p;
 mod plot;
 mod progress;

@@ -102,6 +102,9 @@ enum BenchCommand {
     /// A ping-pong of one non-contiguous message (a derived datatype on both sides): latency as
     /// osu_latency, by single copy between the layouts, packed by hand, or by any mechanism.
     Datatype(DatatypeArgs),
+    /// The nonblocking all-reduce on N ranks: how much of it hides behind computation
+    /// (osu_iallreduce's overall, compute and pure communication times, and overlap %).
+    Iallreduce(IallreduceArgs),
 }
 
 #[derive(clap::Args)]
@@ -123,6 +126,30 @@ struct DatatypeArgs {
     format: onecopy::bench::Format,
     /// Milliseconds aimed at for each (layout, size).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    budget_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct IallreduceArgs {
+    /// Ranks in the job.
+    #[arg(short = 'n', long = "ranks", default_value_t = 2)]
+    ranks: usize,
+    /// Bytes per rank, comma-separated, K/M/G meaning KiB/MiB/GiB [default: 8 B to 1 MiB,
+    /// powers of two].
+    #[arg(long, value_parser = parse_p2p_sizes)]
+    sizes: Option<SizeList>,
+    /// `auto` (the runtime's own choice), `all`, or a comma-separated list of cma-read,
+    /// cma-write, cma-split, shm-copy, procmem, vmsplice; one job per transport.
+    #[arg(long, default_value = "auto")]
+    transports: String,
+    /// Tests of the request during each computation (OSU's probes).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    probes: u32,
+    /// Output: table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: onecopy::bench::Format,
+    /// Milliseconds aimed at for each timed run of a size.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     budget_ms: u64,
 }
 
@@ -296,6 +323,7 @@ fn bench(what: Option<BenchCommand>) -> i32 {
         Some(BenchCommand::P2p(args)) => return p2p(args),
         Some(BenchCommand::Coll(args)) => return coll(args),
         Some(BenchCommand::Datatype(args)) => return datatype(args),
+        Some(BenchCommand::Iallreduce(args)) => return iallreduce(args),
         // The short default suite: a few sizes of every mechanism, then point to point.
         None => {
             let code = mechanisms(MechanismsArgs {
@@ -444,6 +472,31 @@ fn coll(args: CollArgs) -> i32 {
     progress.finish();
     match records {
         Ok(records) => show(&records, args.format, args.plot, "onecopy bench coll"),
+        Err(e) => fail(e, 1),
+    }
+}
+
+fn iallreduce(args: IallreduceArgs) -> i32 {
+    use onecopy::bench::{Progress, overlap};
+    let transports = match runtime_transports(&args.transports, "iallreduce") {
+        Ok(t) => t,
+        Err(e) => return fail(e, EXIT_USAGE),
+    };
+    let mut options = overlap::Options {
+        ranks: args.ranks,
+        transports,
+        budget: std::time::Duration::from_millis(args.budget_ms),
+        probes: args.probes,
+        ..Default::default()
+    };
+    if let Some(SizeList(sizes)) = args.sizes {
+        options.sizes = sizes;
+    }
+    let progress = Progress::new(overlap::progress_steps(&options), "iallreduce");
+    let records = overlap::run(&options, &progress);
+    progress.finish();
+    match records {
+        Ok(records) => show(&records, args.format, None, "onecopy bench iallreduce"),
         Err(e) => fail(e, 1),
     }
 }

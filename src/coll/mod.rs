@@ -21,6 +21,7 @@
 //! and a rank that meets another collective's message gets [`CommError::Mismatch`]. This module
 //! does not own the message protocols (`comm`) nor the kernel calls (`vm`).
 
+mod immediate;
 mod inter;
 mod location;
 mod op;
@@ -34,6 +35,7 @@ use bytemuck::Pod;
 
 use crate::comm::{CommCore, CommError, Communicator, Process, Rank};
 
+pub use immediate::{ImmediateCollectives, ImmediateRoot};
 pub use location::{LocationOperation, LocationValue, ValueIndex};
 pub use op::{Integer, IntegerOperation, Number, Operation, SystemOperation, UserOperation};
 

@@ -4,12 +4,12 @@
 //! Everything a communicator can do is in the [`Communicator`] trait and the point-to-point and
 //! collective traits built on it, each written once against the core every communicator exposes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::buffer::{Incoming, Outgoing};
 use super::context;
-use super::engine::{Combine, RecvBuf, ReqId, SendBuf, Want};
+use super::engine::{Combine, RecvBuf, ReqId, Schedule, SendBuf, Want};
 use super::group::{Members, UserGroup};
 use super::point_to_point::{AnyProcess, Process};
 use super::runtime::Runtime;
@@ -93,6 +93,9 @@ pub struct CommCore {
     pub(crate) local_comm: Option<SimpleCommunicator>,
     /// Whether the id comes back when this core goes (not for a core that borrows its parent's).
     pub(crate) owns_id: bool,
+    /// How many nonblocking collectives this rank has started on this communicator: the next
+    /// one's sequence number, which its tag carries.
+    pub(crate) immediate_seq: Cell<u32>,
 }
 
 impl Drop for CommCore {
@@ -153,6 +156,7 @@ impl CommCore {
             name: RefCell::new(name.to_string()),
             local_comm: None,
             owns_id: true,
+            immediate_seq: Cell::new(0),
         })
     }
 
@@ -543,6 +547,25 @@ impl CommCore {
             combine: Some(combine),
         };
         engine.post_receive(want, recv).map(Some)
+    }
+
+    // ----- nonblocking collectives -----
+
+    /// The tag of this communicator's next nonblocking collective, of kind `kind`
+    /// ([`super::tags::immediate`]): every rank numbers them in the order it issues them.
+    pub(crate) fn next_immediate_tag(&self, kind: i32) -> Tag {
+        let seq = self.immediate_seq.get();
+        self.immediate_seq.set(seq.wrapping_add(1));
+        super::tags::immediate_tag(seq, kind)
+    }
+
+    /// Starts a nonblocking collective's schedule, in this communicator's collective context.
+    ///
+    /// # Safety
+    /// As [`super::engine::Engine::start_schedule`]'s.
+    pub(crate) unsafe fn start_schedule(&self, schedule: Schedule) -> ReqId {
+        // SAFETY: the caller's contract.
+        unsafe { self.rt.engine().start_schedule(schedule) }
     }
 
     /// Waits for request `id`.

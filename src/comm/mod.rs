@@ -58,4 +58,4 @@ pub use start::{
     try_initialize,
 };
 
-pub(crate) use engine::Combine;
+pub(crate) use engine::{Action, Combine, RecvBuf, Schedule, SendBuf, Shape};

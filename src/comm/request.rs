@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use super::buffer::{Incoming, Outgoing};
 use super::communicator::{CommCore, Rank, Tag};
-use super::engine::{ReqId, Watch};
+use super::engine::ReqId;
 use super::{CommError, Status};
 
 /// How a send completes (see [`super::point_to_point::Destination`]).
@@ -108,7 +108,7 @@ impl LocalScope<'_> {
         for (core, slot) in issued {
             let Some(id) = slot.current() else { continue };
             if core.rt.is_pending(id) {
-                let waited = core.rt.engine().wait_until(Watch::Any, |e| e.is_done(id));
+                let waited = core.rt.engine().wait_done(id);
                 if let Err(e) = waited {
                     core.rt.engine().abandon(id, e.clone());
                     tracing::warn!(

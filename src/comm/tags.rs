@@ -7,6 +7,14 @@
 //! Ranks that disagree on which collective they are in, or on its root, then get an error as soon
 //! as a message of the other crosses their path, instead of waiting for one that never comes or
 //! taking it for their own.
+//!
+//! Nonblocking collectives (`coll::immediate`) have tags of their own, below every
+//! blocking one ([`IMMEDIATE`]): each carries the collective's sequence number on its
+//! communicator and its kind. Several may be in flight at once, so they are not strict: a
+//! receive of one takes its own messages whatever other collectives' messages came first, and a
+//! blocking collective's receive looks past them. A message with the receive's sequence number
+//! but another kind means the ranks issued different collectives as that number, and fails the
+//! receive with [`CommError::Mismatch`](super::CommError::Mismatch).
 
 use std::ops::Range;
 
@@ -34,8 +42,55 @@ pub const REDUCE_SCATTER: i32 = -15;
 /// A reduce-scatter's single-copy steps: the parent has finished reading a child's buffer.
 pub const REDUCE_SCATTER_DONE: i32 = -16;
 
-/// Every tag a collective may use.
+/// Every tag a blocking collective may use.
 pub const RESERVED: Range<i32> = (-1 - KINDS * (MAX_RANKS as i32 + 1))..-1;
+
+/// Kinds of nonblocking collectives: the low [`IMMEDIATE_KIND_BITS`] bits of their tags.
+pub mod immediate {
+    pub const BARRIER: i32 = 1;
+    pub const BCAST: i32 = 2;
+    pub const REDUCE: i32 = 3;
+    pub const ALLREDUCE: i32 = 4;
+    pub const GATHER: i32 = 5;
+    pub const SCATTER: i32 = 6;
+    pub const ALLGATHER: i32 = 7;
+    pub const ALLTOALL: i32 = 8;
+    pub const SCAN: i32 = 9;
+    pub const EXSCAN: i32 = 10;
+    pub const REDUCE_SCATTER: i32 = 11;
+}
+
+/// Bits of a nonblocking collective's tag that hold its kind.
+const IMMEDIATE_KIND_BITS: u32 = 5;
+
+/// Sequence numbers of nonblocking collectives wrap at this many: two collectives in flight at
+/// once on one communicator are never this many apart.
+pub const IMMEDIATE_SEQUENCES: u32 = 1 << 25;
+
+/// Every tag a nonblocking collective may use: disjoint from [`RESERVED`] and from user tags.
+pub const IMMEDIATE: Range<i32> =
+    i32::MIN..i32::MIN + ((IMMEDIATE_SEQUENCES as i32) << IMMEDIATE_KIND_BITS);
+
+/// The tag of the nonblocking collective number `seq` on its communicator, of kind `kind` (one
+/// of [`immediate`]'s).
+pub fn immediate_tag(seq: u32, kind: i32) -> i32 {
+    let seq = (seq % IMMEDIATE_SEQUENCES) as i32;
+    i32::MIN + (seq << IMMEDIATE_KIND_BITS | kind)
+}
+
+/// Whether `tag` is a nonblocking collective's.
+pub fn is_immediate(tag: i32) -> bool {
+    IMMEDIATE.contains(&tag)
+}
+
+/// Whether `ours` and `theirs` are tags of different nonblocking collectives issued with the
+/// same sequence number: the ranks disagree on which collective that is.
+pub fn immediate_conflict(ours: i32, theirs: i32) -> bool {
+    is_immediate(ours)
+        && is_immediate(theirs)
+        && ours != theirs
+        && (ours >> IMMEDIATE_KIND_BITS) == (theirs >> IMMEDIATE_KIND_BITS)
+}
 
 /// The tag of collective `kind` with root `root`.
 pub fn rooted(kind: i32, root: i32) -> i32 {
@@ -44,6 +99,9 @@ pub fn rooted(kind: i32, root: i32) -> i32 {
 
 /// What a collective tag stands for, for error messages: "a broadcast from root 3".
 pub fn describe(tag: i32) -> String {
+    if is_immediate(tag) {
+        return describe_immediate(tag);
+    }
     if !RESERVED.contains(&tag) {
         return format!("tag {tag}");
     }
@@ -72,6 +130,30 @@ pub fn describe(tag: i32) -> String {
     }
 }
 
+/// "a nonblocking all-reduce (number 7 on its communicator)".
+fn describe_immediate(tag: i32) -> String {
+    let offset = tag.wrapping_sub(i32::MIN);
+    let (seq, kind) = (
+        offset >> IMMEDIATE_KIND_BITS,
+        offset & ((1 << IMMEDIATE_KIND_BITS) - 1),
+    );
+    let name = match kind {
+        immediate::BARRIER => "barrier",
+        immediate::BCAST => "broadcast",
+        immediate::REDUCE => "reduce",
+        immediate::ALLREDUCE => "all-reduce",
+        immediate::GATHER => "gather",
+        immediate::SCATTER => "scatter",
+        immediate::ALLGATHER => "all-gather",
+        immediate::ALLTOALL => "all-to-all",
+        immediate::SCAN => "scan",
+        immediate::EXSCAN => "exclusive scan",
+        immediate::REDUCE_SCATTER => "reduce-scatter",
+        _ => "collective",
+    };
+    format!("a nonblocking {name} (number {seq} on its communicator)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +174,27 @@ mod tests {
         assert_eq!(describe(REDUCE_SCATTER_DONE), "a reduce-scatter");
         assert!(RESERVED.contains(&rooted(SCATTER, MAX_RANKS as i32 - 1)));
         assert!(!RESERVED.contains(&-1) && !RESERVED.contains(&0));
+        // Nonblocking collectives' tags are apart from the blocking ones' and the users'.
+        const { assert!(IMMEDIATE.end <= RESERVED.start) };
+        let last = immediate_tag(IMMEDIATE_SEQUENCES - 1, immediate::REDUCE_SCATTER);
+        assert!(is_immediate(last) && !is_immediate(RESERVED.start) && !is_immediate(0));
+        assert_eq!(
+            immediate_tag(IMMEDIATE_SEQUENCES + 3, 4),
+            immediate_tag(3, 4)
+        );
+        assert_eq!(
+            describe(immediate_tag(7, immediate::ALLREDUCE)),
+            "a nonblocking all-reduce (number 7 on its communicator)"
+        );
+        let (a, b) = (
+            immediate_tag(9, immediate::BCAST),
+            immediate_tag(9, immediate::BARRIER),
+        );
+        assert!(immediate_conflict(a, b) && !immediate_conflict(a, a));
+        assert!(!immediate_conflict(
+            a,
+            immediate_tag(10, immediate::BARRIER)
+        ));
         // Every (kind, root) pair has its own tag.
         let mut seen = std::collections::HashSet::new();
         for kind in [BCAST, REDUCE, REDUCE_DONE, REDUCE_RESULT, GATHER, SCATTER] {

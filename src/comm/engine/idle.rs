@@ -38,6 +38,9 @@ pub(crate) struct Idle {
     since: Option<Instant>,
     spins: u32,
     watch: Watch,
+    /// The request waited for, whose peers are looked at when the rank checks for dead ones
+    /// (a nonblocking collective's change from round to round).
+    request: Option<ReqId>,
 }
 
 impl Idle {
@@ -47,6 +50,23 @@ impl Idle {
             since: None,
             spins: 0,
             watch,
+            request: None,
+        }
+    }
+
+    /// Waiting for request `id`, which now waits on `watch`.
+    pub fn for_request(id: ReqId, watch: Watch) -> Idle {
+        Idle {
+            request: Some(id),
+            ..Idle::new(watch)
+        }
+    }
+
+    /// Fails if a peer this waiter depends on is gone.
+    fn check(&self, engine: &Engine) -> Result<(), CommError> {
+        match self.request {
+            Some(id) => engine.check_request(id),
+            None => engine.check_peers(self.watch),
         }
     }
 
@@ -118,7 +138,7 @@ impl Idle {
         // request one interval (a window of 64 sends to a dead rank took over a second).
         if let Ok(false) = again
             && !ready(engine)
-            && engine.check_peers(self.watch).is_ok()
+            && self.check(engine).is_ok()
         {
             let start = Instant::now();
             engine
@@ -137,7 +157,7 @@ impl Idle {
             self.since = None;
             return Ok(true);
         }
-        if let Err(e) = engine.check_peers(self.watch) {
+        if let Err(e) = self.check(engine) {
             // Whatever it sent before exiting is still in the rings.
             if engine.drain()? {
                 self.since = None;
@@ -172,7 +192,7 @@ impl Engine {
     pub fn fail_orphans(&mut self, ids: &[ReqId]) -> Result<(), CommError> {
         let orphaned = |e: &Engine| {
             ids.iter()
-                .any(|&id| !e.is_done(id) && e.check_peers(e.watch(id)).is_err())
+                .any(|&id| !e.is_done(id) && e.check_request(id).is_err())
         };
         if !orphaned(self) {
             return Ok(());
@@ -180,7 +200,7 @@ impl Engine {
         self.drain()?;
         for &id in ids {
             if !self.is_done(id)
-                && let Err(e) = self.check_peers(self.watch(id))
+                && let Err(e) = self.check_request(id)
             {
                 self.abandon(id, e);
             }

@@ -42,17 +42,25 @@ impl Want {
             && self.tag.is_none_or(|t| t == e.tag)
     }
 
-    /// A collective's receive: from one source, with one tag, in a collective context.
+    /// A blocking collective's receive: from one source, with one tag, in a collective context.
+    /// (Nonblocking collectives' receives are not strict: several may be in flight at once.)
     fn strict(&self) -> bool {
-        context::is_collective(self.context) && self.source.is_some() && self.tag.is_some()
+        context::is_collective(self.context)
+            && self.source.is_some()
+            && self.tag.is_some_and(|t| !tags::is_immediate(t))
     }
 
-    /// Whether a strict receive meets a message of another collective from its source.
+    /// Whether a strict receive meets a message of another blocking collective from its source,
+    /// or a nonblocking collective's receive a message of another collective issued with its
+    /// sequence number.
     fn conflicts(&self, e: &Envelope) -> bool {
-        self.strict()
-            && self.context == e.context
+        self.context == e.context
             && self.source == Some(e.source)
             && self.tag != Some(e.tag)
+            && match self.tag {
+                Some(ours) if tags::is_immediate(ours) => tags::immediate_conflict(ours, e.tag),
+                _ => self.strict() && !tags::is_immediate(e.tag),
+            }
     }
 }
 
@@ -144,6 +152,13 @@ impl EarlyMessages {
     /// message of its context from its source, which must carry its tag: `Err` holds the other
     /// tag, and the message stays.
     fn take(&mut self, want: &Want) -> Result<Option<Early>, i32> {
+        if let (Some(from), Some(ours)) = (want.source, want.tag)
+            && tags::is_immediate(ours)
+            && let Some(queue) = self.by_source.get(from)
+            && let Some((_, e)) = queue.iter().find(|(_, e)| want.conflicts(&e.env))
+        {
+            return Err(e.env.tag);
+        }
         if want.strict() {
             let Some((from, i)) = want
                 .source
@@ -178,12 +193,13 @@ impl EarlyMessages {
         }
     }
 
-    /// The place of the earliest message of `context` in `source`'s queue.
+    /// The place of the earliest message of `context` in `source`'s queue, past nonblocking
+    /// collectives' messages (which a blocking collective's receive never takes).
     fn next_in_context(&self, source: usize, context: u32) -> Option<usize> {
         self.by_source
             .get(source)?
             .iter()
-            .position(|(_, e)| e.env.context == context)
+            .position(|(_, e)| e.env.context == context && !tags::is_immediate(e.env.tag))
     }
 
     /// The bytes of the next message of `context` from `source` if it arrived early, carries
@@ -419,6 +435,7 @@ impl Engine {
             _ => false,
         });
         posted
+            || self.schedules_use(id)
             || self
                 .matching
                 .claimed

@@ -18,6 +18,7 @@
 //! - `layouts.rs`: non-contiguous messages (derived datatypes): single copy between two layouts,
 //!   and the staging of those that travel packed;
 //! - `idle.rs`: what a waiting rank does (spin, yield, sleep), and noticing dead peers;
+//! - `schedule.rs`: nonblocking collectives' rounds of sends, receives and local steps;
 //! - this file: the engine's state, and the progress loop that dispatches arriving records.
 //!
 //! A peer's records are input: every length, slot index and id is checked before use, and a bad
@@ -30,6 +31,7 @@ mod matching;
 mod records;
 mod rendezvous;
 mod requests;
+mod schedule;
 
 #[cfg(test)]
 mod hostile_tests;
@@ -43,6 +45,7 @@ pub(crate) use idle::{Idle, Watch};
 pub(crate) use matching::Want;
 pub use requests::BSEND_OVERHEAD;
 pub(crate) use requests::ReqId;
+pub(crate) use schedule::{Action, Schedule};
 
 use super::layout::World as Segment;
 use super::ring::Record;
@@ -193,6 +196,8 @@ pub(crate) struct Engine {
     requests: requests::Requests,
     rdv: rendezvous::Rendezvous,
     bsend: Option<requests::BsendPool>,
+    /// Nonblocking collectives in flight.
+    schedules: schedule::Schedules,
     /// How often this rank slept waiting.
     pub sleeps: SleepStats,
     /// When a test last looked for dead peers.
@@ -219,6 +224,7 @@ impl Engine {
             requests: requests::Requests::default(),
             rdv: rendezvous::Rendezvous::new(n),
             bsend: None,
+            schedules: Vec::new(),
             sleeps: SleepStats::default(),
             last_check: std::time::Instant::now(),
             job,
@@ -288,6 +294,9 @@ impl Engine {
         if self.bsend.is_some() && self.start_all_deferred()? {
             moved = true;
         }
+        if !self.schedules.is_empty() && self.advance_schedules() {
+            moved = true;
+        }
         if !moved && self.give_back_slots() {
             moved = true;
         }
@@ -326,7 +335,7 @@ impl Engine {
 
     /// Waits, making progress, until request `id` has finished; returns its result.
     pub fn wait(&mut self, id: ReqId) -> Result<Status, CommError> {
-        let mut idle = Idle::new(self.watch(id));
+        let mut idle = Idle::for_request(id, self.watch(id));
         loop {
             if let Some(result) = self.take(id) {
                 return result;
@@ -403,6 +412,20 @@ impl Engine {
         if !failed && let Some(&id) = ids.iter().find(|&&id| !self.is_done(id)) {
             self.abandon(id, e);
         }
+    }
+
+    /// Waits, making progress, until request `id` has finished (it stays to be collected, or
+    /// is gone if it was freed); a failure of progress or the death of a peer it waits on ends
+    /// the wait with the error.
+    pub fn wait_done(&mut self, id: ReqId) -> Result<(), CommError> {
+        let mut idle = Idle::for_request(id, self.watch(id));
+        while !self.is_done(id) {
+            let moved = self.progress()?;
+            if !moved {
+                idle.pause(self, moved)?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits, making progress, until `ready` holds; errors end the wait.

@@ -48,6 +48,9 @@ pub(super) enum Req {
         tag: i32,
         data: SendBuf,
     },
+    /// A nonblocking collective: its rounds live in the engine's list of schedules
+    /// (`schedule.rs`), which progress advances.
+    Schedule,
 }
 
 #[derive(Debug)]
@@ -311,6 +314,9 @@ impl Engine {
         if self.is_done(id) {
             return;
         }
+        if matches!(self.requests.get(&id), Some(Req::Schedule)) {
+            self.forget_schedule(id, &e);
+        }
         self.matching.posted.retain(|&p| p != id);
         self.rdv.forget(id);
         self.eager.acks.retain(|_, &mut r| r != id);
@@ -333,6 +339,7 @@ impl Engine {
             Some(Req::Rendezvous { dest, .. })
             | Some(Req::AwaitAck { dest, .. })
             | Some(Req::Deferred { dest, .. }) => Watch::Rank(*dest),
+            Some(Req::Schedule) => self.schedule_watch(id),
             Some(Req::Done(_)) | None => Watch::Any,
         }
     }
