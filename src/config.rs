@@ -94,11 +94,11 @@ pub const SETTINGS: &[Setting] = &[
         name: "ONECOPY_LAYOUT_SEND_PIECE_BYTES",
         default: "4096",
         range: "0 to 2^64-1",
-        meaning: "derived datatypes: a large message whose pieces average this many bytes or more is read by single copy where it lies; smaller pieces are packed into the stream",
+        meaning: "derived datatypes: a message of a size that moves by single copy, whose pieces average this many bytes or more, is read where it lies; others are packed into the stream",
     },
     Setting {
         name: "ONECOPY_LAYOUT_RECV_PIECE_BYTES",
-        default: "1024",
+        default: "64",
         range: "0 to 2^64-1",
         meaning: "derived datatypes: a receive whose pieces average this many bytes or more takes a single-copy message straight into them; smaller pieces are unpacked from a staging copy",
     },
@@ -204,7 +204,7 @@ pub const DEFAULT_LAYOUT_SEND_PIECE_BYTES: usize = 4096;
 /// Receives laid out in pieces of at least this many bytes take a single-copy message
 /// straight into them; smaller pieces are unpacked from a staging copy (BENCHMARKS.md,
 /// "Derived datatypes").
-pub const DEFAULT_LAYOUT_RECV_PIECE_BYTES: usize = 1024;
+pub const DEFAULT_LAYOUT_RECV_PIECE_BYTES: usize = 64;
 
 /// Messages up to this many bytes travel inside the ring record by default.
 pub const DEFAULT_INLINE_LIMIT: usize = 1024;

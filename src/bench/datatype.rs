@@ -60,12 +60,17 @@ impl Default for Options {
     }
 }
 
-/// A layout's shape: `f64`s per block, and the stride between blocks in `f64`s.
+/// A layout's shape: `f64`s per block, and the stride between blocks in `f64`s. Besides the
+/// two named layouts, `blocks-N` is blocks of `N` bytes (a multiple of 8) at a stride of `2N`,
+/// for finding where single copy of the layout overtakes packing.
 fn shape(layout: &str) -> Option<(usize, usize)> {
     match layout {
         "vector" => Some((8, 16)),
         "column" => Some((1, 64)),
-        _ => None,
+        other => {
+            let bytes: usize = other.strip_prefix("blocks-")?.parse().ok()?;
+            (bytes >= 8 && bytes % 8 == 0).then_some((bytes / 8, bytes / 4))
+        }
     }
 }
 
@@ -75,6 +80,25 @@ pub fn progress_steps(o: &Options) -> u64 {
 }
 
 const CONTROL_TAG: i32 = 31_000;
+
+/// A layout's number in rank 0's orders (0 is the stop order): 1 and 2 for the named ones,
+/// `2 + N` for `blocks-N`.
+fn layout_code(layout: &str) -> u64 {
+    match layout {
+        "vector" => 1,
+        "column" => 2,
+        other => 2 + shape(other).map_or(0, |(b, _)| b as u64 * 8),
+    }
+}
+
+fn layout_of(code: u64) -> Option<String> {
+    match code {
+        0 => None,
+        1 => Some("vector".into()),
+        2 => Some("column".into()),
+        c => Some(format!("blocks-{}", c - 2)),
+    }
+}
 
 /// Checks the options: known layouts and transports, sizes of whole blocks.
 fn check(o: &Options) -> Result<(), BenchError> {
@@ -247,7 +271,7 @@ fn lead(
     let peer = world.process_at_rank(1);
     let mut records = Vec::new();
     for layout in &o.layouts {
-        let code = LAYOUTS.iter().position(|l| l == layout).unwrap_or(0) as u64 + 1;
+        let code = layout_code(layout);
         for &size in &o.sizes {
             progress.set_message(format!(
                 "{label} {layout} {}",
@@ -290,12 +314,10 @@ fn follow(world: &World, largest: usize, pack: bool) -> Result<(), CommError> {
     loop {
         let mut order = [0u64; 3];
         peer.receive_into_with_tag(&mut order, CONTROL_TAG)?;
-        let Some(layout) = (order[0] as usize)
-            .checked_sub(1)
-            .and_then(|i| LAYOUTS.get(i))
-        else {
+        let Some(layout) = layout_of(order[0]) else {
             return Ok(());
         };
+        let layout = layout.as_str();
         let size = usize::try_from(order[1])
             .ok()
             .filter(|&s| s <= largest)

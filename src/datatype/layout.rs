@@ -379,6 +379,242 @@ impl<'a> Segments<'a> {
     }
 }
 
+/// Pieces of a layout that are equally spaced: `count` runs of `len` bytes, the first at
+/// `start`, each `stride` bytes after the one before ([`Segments::next_batch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Offset of the first run.
+    pub start: isize,
+    /// Bytes in each run.
+    pub len: usize,
+    /// Offset from one run to the next.
+    pub stride: isize,
+    /// Runs in the batch (at least 1).
+    pub count: usize,
+}
+
+impl Segments<'_> {
+    /// The next pieces in typemap order as one [`Batch`]: every remaining repetition of a run
+    /// at once where the layout repeats one (a vector of blocks, a column), else a single
+    /// piece. Unlike the iterator it does not merge adjacent pieces, so a copy loop can walk a
+    /// whole vector of blocks without a step per block; the bytes, in order, are the same.
+    pub fn next_batch(&mut self) -> Option<Batch> {
+        if let Some((start, len)) = self.pending.take() {
+            return Some(Batch {
+                start,
+                len,
+                stride: 0,
+                count: 1,
+            });
+        }
+        if let Some(Frame::Repeat {
+            count,
+            stride,
+            child,
+            base,
+            next,
+        }) = self.stack.last_mut()
+            && *next < *count
+            && let Shape::Run(len) = child.shape
+        {
+            let batch = Batch {
+                start: base.wrapping_add((*next as isize).wrapping_mul(*stride)),
+                len,
+                stride: *stride,
+                count: *count - *next,
+            };
+            *next = *count;
+            return Some(batch);
+        }
+        let (start, len) = self.next_piece()?;
+        Some(Batch {
+            start,
+            len,
+            stride: 0,
+            count: 1,
+        })
+    }
+}
+
+/// Which way [`Stream::copy`] moves bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Out of the layout into the stream (packing).
+    Gather,
+    /// From the stream into the layout (unpacking).
+    Scatter,
+}
+
+/// A walk over a layout's bytes in packed order that moves them between the layout and a
+/// contiguous stream a stretch at a time, resuming where the last stretch ended: what packing,
+/// unpacking and a message streamed in chunks need. Equally spaced runs are copied in a tight
+/// loop (runs of 4, 8, 16, 32 and 64 bytes as fixed-size loads and stores).
+#[derive(Clone, Debug)]
+pub struct Stream<'a> {
+    pieces: Segments<'a>,
+    /// The batch being copied and the bytes of its first run already moved.
+    run: Option<(Batch, usize)>,
+}
+
+impl<'a> Stream<'a> {
+    /// A walk from the start of `pieces`.
+    pub fn new(pieces: Segments<'a>) -> Stream<'a> {
+        Stream { pieces, run: None }
+    }
+
+    /// Moves the next `n` bytes of the stream between the layout at `base` and `stream`;
+    /// returns the bytes moved (fewer only at the end of the layout).
+    ///
+    /// # Safety
+    /// `stream` is valid for `n` bytes (for writes when gathering); every piece of the layout
+    /// relative to `base` is valid memory (for writes when scattering); the two do not overlap.
+    pub unsafe fn copy(
+        &mut self,
+        base: *mut u8,
+        stream: *mut u8,
+        n: usize,
+        direction: Direction,
+    ) -> usize {
+        let mut done = 0;
+        while done < n {
+            let (mut b, mut skip) = match self.run.take() {
+                Some(r) => r,
+                None => match self.pieces.next_batch() {
+                    Some(b) => (b, 0),
+                    None => break,
+                },
+            };
+            if b.len == 0 {
+                continue;
+            }
+            // SAFETY: the caller's contract covers every piece and the stream's `n` bytes.
+            unsafe {
+                if skip > 0 {
+                    let m = (b.len - skip).min(n - done);
+                    move_bytes(
+                        base.offset(b.start + skip as isize),
+                        stream.add(done),
+                        m,
+                        direction,
+                    );
+                    done += m;
+                    skip += m;
+                    if skip == b.len {
+                        skip = 0;
+                        b.start = b.start.wrapping_add(b.stride);
+                        b.count -= 1;
+                    }
+                }
+                let whole = ((n - done) / b.len).min(b.count);
+                if skip == 0 && whole > 0 {
+                    move_runs(base, stream.add(done), b, whole, direction);
+                    done += whole * b.len;
+                    b.start = b
+                        .start
+                        .wrapping_add((whole as isize).wrapping_mul(b.stride));
+                    b.count -= whole;
+                }
+                if skip == 0 && b.count > 0 && done < n {
+                    let m = n - done;
+                    move_bytes(base.offset(b.start), stream.add(done), m, direction);
+                    done += m;
+                    skip = m;
+                }
+            }
+            if b.count > 0 {
+                self.run = Some((b, skip));
+            }
+        }
+        done
+    }
+}
+
+/// How many runs ahead [`move_runs`] prefetches widely spaced runs.
+const PREFETCH_RUNS: isize = 16;
+
+/// Asks the processor to bring the cache line at `at` in; any address is allowed.
+#[inline(always)]
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
+/// Moves `n` bytes between `at` (in the layout) and `stream`.
+///
+/// # Safety
+/// Both are valid for `n` bytes and do not overlap.
+#[inline]
+unsafe fn move_bytes(at: *mut u8, stream: *mut u8, n: usize, direction: Direction) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match direction {
+            Direction::Gather => std::ptr::copy_nonoverlapping(at, stream, n),
+            Direction::Scatter => std::ptr::copy_nonoverlapping(stream, at, n),
+        }
+    }
+}
+
+/// Moves the first `whole` runs of `b` between the layout at `base` and consecutive bytes of
+/// `stream`.
+///
+/// # Safety
+/// As [`Stream::copy`]: every run and `whole * b.len` bytes of `stream` are valid.
+#[inline]
+unsafe fn move_runs(base: *mut u8, stream: *mut u8, b: Batch, whole: usize, direction: Direction) {
+    /// One run of `N` bytes as a single unaligned load and store.
+    ///
+    /// # Safety
+    /// As [`move_runs`].
+    #[inline(always)]
+    unsafe fn fixed<T: Copy>(base: *mut u8, stream: *mut u8, b: Batch, whole: usize, d: Direction) {
+        let mut at = b.start;
+        // Runs a cache line or more apart defeat the hardware's prefetch at every page: ask
+        // for the lines a few runs ahead (a prefetch of memory past the layout does nothing).
+        let ahead = if b.stride.unsigned_abs() >= 128 {
+            b.stride.wrapping_mul(PREFETCH_RUNS)
+        } else {
+            0
+        };
+        for i in 0..whole {
+            if ahead != 0 {
+                prefetch(base.wrapping_offset(at.wrapping_add(ahead)));
+            }
+            // SAFETY: the caller's contract; `size_of::<T>() == b.len`.
+            unsafe {
+                let piece = base.offset(at).cast::<T>();
+                let s = stream.add(i * b.len).cast::<T>();
+                match d {
+                    Direction::Gather => s.write_unaligned(piece.read_unaligned()),
+                    Direction::Scatter => piece.write_unaligned(s.read_unaligned()),
+                }
+            }
+            at = at.wrapping_add(b.stride);
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        match b.len {
+            4 => fixed::<u32>(base, stream, b, whole, direction),
+            8 => fixed::<u64>(base, stream, b, whole, direction),
+            16 => fixed::<u128>(base, stream, b, whole, direction),
+            32 => fixed::<[u128; 2]>(base, stream, b, whole, direction),
+            64 => fixed::<[u128; 4]>(base, stream, b, whole, direction),
+            len => {
+                let mut at = b.start;
+                for i in 0..whole {
+                    move_bytes(base.offset(at), stream.add(i * len), len, direction);
+                    at = at.wrapping_add(b.stride);
+                }
+            }
+        }
+    }
+}
+
 impl Iterator for Segments<'_> {
     type Item = (isize, usize);
 

@@ -47,7 +47,7 @@ pub use encode::{MAX_ENCODING_BYTES, MAX_ENCODING_NODES};
 pub use equivalence::Equivalence;
 #[doc(hidden)]
 pub use equivalence::{DatatypeCell, struct_datatype};
-pub use layout::Segments;
+pub use layout::{Batch, Direction, Segments, Stream};
 pub use view::{MutView, View};
 
 use layout::{Bounds, Node, add, mul, repeat_bounds, shift, to_isize, union};

@@ -6,6 +6,7 @@
 
 use bytemuck::Pod;
 
+use super::layout::{Direction, Stream};
 use super::{Datatype, DatatypeError};
 
 /// Fails unless every data byte of `count` elements lies in `0..buffer_len`.
@@ -30,23 +31,6 @@ fn packed_len(datatype: &Datatype, count: usize) -> Result<usize, DatatypeError>
         .ok_or(DatatypeError::Overflow)
 }
 
-/// The byte range of a segment inside a buffer already checked to hold the layout.
-fn range(
-    offset: isize,
-    len: usize,
-    buffer_len: usize,
-) -> Result<std::ops::Range<usize>, DatatypeError> {
-    let start = usize::try_from(offset).map_err(|_| DatatypeError::Overflow)?;
-    match start.checked_add(len) {
-        Some(end) if end <= buffer_len => Ok(start..end),
-        _ => Err(DatatypeError::OutOfBounds {
-            lower: offset,
-            upper: offset.saturating_add_unsigned(len),
-            buffer_len,
-        }),
-    }
-}
-
 pub(super) fn pack(
     datatype: &Datatype,
     buf: &[u8],
@@ -61,12 +45,17 @@ pub(super) fn pack(
         });
     }
     check_within(datatype, count, buf.len())?;
-    let mut written = 0;
-    for (offset, len) in datatype.segments(count) {
-        let from = range(offset, len, buf.len())?;
-        out[written..written + len].copy_from_slice(&buf[from]);
-        written += len;
-    }
+    let mut stream = Stream::new(datatype.segments(count));
+    // SAFETY: every piece lies within `buf` (checked above), `out` holds `total` bytes, and the
+    // two are different borrows; gathering only reads `buf`.
+    let written = unsafe {
+        stream.copy(
+            buf.as_ptr().cast_mut(),
+            out.as_mut_ptr(),
+            total,
+            Direction::Gather,
+        )
+    };
     Ok(written)
 }
 
@@ -84,16 +73,17 @@ pub(super) fn unpack(
         });
     }
     check_within(datatype, count, buf.len())?;
-    let mut read = 0;
-    for (offset, len) in datatype.segments(count) {
-        if read == packed.len() {
-            break;
-        }
-        let len = len.min(packed.len() - read);
-        let to = range(offset, len, buf.len())?;
-        buf[to].copy_from_slice(&packed[read..read + len]);
-        read += len;
-    }
+    let mut stream = Stream::new(datatype.segments(count));
+    // SAFETY: every piece lies within `buf` (checked above), which is borrowed mutably, and
+    // `packed` is a different borrow of `packed.len()` bytes that scattering only reads.
+    let read = unsafe {
+        stream.copy(
+            buf.as_mut_ptr(),
+            packed.as_ptr().cast_mut(),
+            packed.len(),
+            Direction::Scatter,
+        )
+    };
     Ok(read)
 }
 

@@ -20,7 +20,7 @@ use std::io::IoSliceMut;
 
 use super::{CommError, Engine, RecvBuf, ReqId, Shape, Status};
 use crate::comm::wire;
-use crate::datatype::{Datatype, Segments};
+use crate::datatype::{Datatype, Direction, Segments, Stream};
 use crate::transport::Mechanism;
 use crate::vm::RemoteRange;
 use crate::vm::split::IOV_MAX;
@@ -75,20 +75,18 @@ pub(crate) struct Extra {
 }
 
 /// A walk over a layout's bytes in packed order that copies them out of it or into it a piece
-/// of the stream at a time (a streamed message's chunks).
+/// of the stream at a time (a streamed message's chunks): a [`Stream`] that owns its datatype.
 pub(crate) struct Cursor {
     /// Borrows `*datatype`, which is boxed so that it does not move; declared first so that it
     /// is dropped first.
-    pieces: Segments<'static>,
-    /// The rest of the piece being copied.
-    head: Option<(isize, usize)>,
+    stream: Stream<'static>,
     base: *const u8,
     datatype: Box<Datatype>,
 }
 
 impl std::fmt::Debug for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cursor").field("head", &self.head).finish()
+        f.debug_struct("Cursor").field("base", &self.base).finish()
     }
 }
 
@@ -97,25 +95,24 @@ impl Cursor {
     pub fn new(placed: &Placed) -> Cursor {
         let datatype = Box::new(placed.datatype.clone());
         // SAFETY: the walk borrows the boxed datatype, which lives (at the same address) as
-        // long as the cursor, and outlives the walk (field order).
-        let pieces: Segments<'static> =
-            unsafe { std::mem::transmute(datatype.segments(placed.count)) };
+        // long as the cursor, and outlives the walk (field order); nothing hands the walk out.
+        let stream: Stream<'static> =
+            unsafe { std::mem::transmute(Stream::new(datatype.segments(placed.count))) };
         Cursor {
-            pieces,
-            head: None,
+            stream,
             base: placed.base,
             datatype,
         }
     }
 
-    /// The cursor as it is now, to go back to if a copy has to be redone.
-    pub fn mark(&self) -> (Segments<'static>, Option<(isize, usize)>) {
-        (self.pieces.clone(), self.head)
+    /// The walk as it is now, to go back to if a copy has to be redone.
+    pub fn mark(&self) -> Stream<'static> {
+        self.stream.clone()
     }
 
     /// Goes back to a [`Cursor::mark`].
-    pub fn reset(&mut self, mark: (Segments<'static>, Option<(isize, usize)>)) {
-        (self.pieces, self.head) = mark;
+    pub fn reset(&mut self, mark: Stream<'static>) {
+        self.stream = mark;
     }
 
     /// Moves the next `n` bytes of the stream between the layout and `stream`: out of the
@@ -126,33 +123,15 @@ impl Cursor {
     /// `stream` is valid for `n` bytes (writable when gathering); the layout's memory is valid
     /// for reads (gathering) or writes (scattering) and does not overlap `stream`.
     pub unsafe fn copy(&mut self, stream: *mut u8, n: usize, gather: bool) -> usize {
-        let mut done = 0;
-        while done < n {
-            let (offset, len) = match self.head.take().filter(|h| h.1 > 0) {
-                Some(h) => h,
-                None => match self.pieces.next() {
-                    Some(p) => p,
-                    None => break,
-                },
-            };
-            let m = len.min(n - done);
-            // SAFETY: the caller's contract; the piece lies in the layout's memory (checked
-            // when the view was made).
-            unsafe {
-                let at = self.base.offset(offset).cast_mut();
-                if gather {
-                    std::ptr::copy_nonoverlapping(at, stream.add(done), m);
-                } else {
-                    std::ptr::copy_nonoverlapping(stream.add(done), at, m);
-                }
-            }
-            done += m;
-            if m < len {
-                self.head = Some((offset + m as isize, len - m));
-            }
-        }
-        let _ = &self.datatype;
-        done
+        let direction = if gather {
+            Direction::Gather
+        } else {
+            Direction::Scatter
+        };
+        debug_assert!(self.datatype.size() > 0 || n == 0);
+        // SAFETY: the caller's contract; the pieces lie in the layout's memory (checked when
+        // its view was made).
+        unsafe { self.stream.copy(self.base.cast_mut(), stream, n, direction) }
     }
 }
 
@@ -295,11 +274,14 @@ impl Engine {
 
     /// Starts sending `count` elements of a non-contiguous layout to `dest`:
     /// - small (an inline or eager message): packed, into memory the request keeps;
-    /// - large, in a single-copy job, with pieces of at least the send threshold: described,
-    ///   and pulled by the receiver straight from where the pieces lie (one iovec element a
-    ///   piece on the sender's side, which the kernel pins one by one);
+    /// - large, of a size that the job moves by single copy (under `auto`, above
+    ///   `ONECOPY_CMA_THRESHOLD`), with pieces of at least the send threshold: described, and
+    ///   pulled by the receiver straight from where the pieces lie (one iovec element a piece on
+    ///   the sender's side, which the kernel pins one by one);
     /// - else streamed through the eager slots, packed chunk by chunk as the slots free, so
-    ///   that the receiver unpacks one chunk while this rank packs the next.
+    ///   that the receiver unpacks one chunk while this rank packs the next: both ranks copy at
+    ///   once, which measured faster than one single copy for one message at every piece size
+    ///   up to 64 KiB (BENCHMARKS.md, "Derived datatypes").
     ///
     /// # Safety
     /// `placed` describes memory the caller lends unchanged until the request finishes.
@@ -319,7 +301,11 @@ impl Engine {
                 len,
                 shape,
             };
-            if self.pieces_reach(placed, self.job.limits.layout_send_piece) {
+            // As a contiguous message of its size would move (under `auto`, streaming below
+            // the single-copy threshold), and only if its pieces are large.
+            if self.job.mechanism_for(len) != Mechanism::ShmCopy
+                && self.pieces_reach(placed, self.job.limits.layout_send_piece)
+            {
                 let description = describe(&placed.datatype, placed.count);
                 if description.len() <= MAX_DESCRIPTION_BYTES {
                     let data = send(Shape::Described(description.as_ptr(), description.len()));
