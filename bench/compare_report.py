@@ -11,7 +11,12 @@
 
 SPEC.json: {"benches": [{"name", "unit", "better": "lower"|"higher", "what", "sizes": [...]}],
             "stacks": [names in column order], "onecopy": name of onecopy's column,
-            "onecopy_transport": the transport label of onecopy's records, "header": [lines]}
+            "onecopy_transport": the transport label of onecopy's records,
+            "onecopy_extra_transports": [other labels of onecopy's records shown as columns
+            ONECOPY-LABEL, before onecopy's, when present; not peers], "header": [lines]}
+
+A record's table is its "bench", except for "bench": "datatype", whose table is its "layout"
+(vector, column).
 """
 
 import json
@@ -45,9 +50,18 @@ def load_records(path):
                 raise ValueError(f"record {i} has no {key!r}")
             if not isinstance(r[key], kind) or isinstance(r[key], bool):
                 raise ValueError(f"record {i}: {key!r} has the wrong type")
+        if r["bench"] == "datatype" and not isinstance(r.get("layout"), str):
+            raise ValueError(f"record {i}: a datatype record without a 'layout' string")
     if not data:
         raise ValueError("an empty array")
     return data
+
+
+def table_of(record):
+    """The benchmark table a record belongs to: datatype records are split by layout."""
+    if record["bench"] == "datatype":
+        return record["layout"]
+    return record["bench"]
 
 
 def size_label(n):
@@ -96,16 +110,26 @@ def report(spec, sources, out_path, text_path):
 
     onecopy = spec["onecopy"]
     onecopy_transport = spec.get("onecopy_transport")
+    extra_transports = spec.get("onecopy_extra_transports", [])
     stacks = [s for s in spec["stacks"] if s != onecopy]
     show_onecopy = onecopy in spec["stacks"]
     runs = sorted({r["run"] for r in records})
 
-    # values[(stack, bench, bytes)] = [one value per run]
+    # values[(column, table, bytes)] = [one value per run]
     values = {}
+    extra_columns = []  # onecopy's other transports that reported something, in spec order
     for r in records:
-        if r["stack"] == onecopy and onecopy_transport and r["transport"] != onecopy_transport:
-            continue
-        values.setdefault((r["stack"], r["bench"], r["bytes"]), []).append(float(r["value"]))
+        column = r["stack"]
+        if column == onecopy and onecopy_transport and r["transport"] != onecopy_transport:
+            if r["transport"] not in extra_transports:
+                continue
+            column = f"{onecopy}-{r['transport']}"
+            if column not in extra_columns:
+                extra_columns.append(column)
+        values.setdefault((column, table_of(r), r["bytes"]), []).append(float(r["value"]))
+    extra_columns.sort(key=lambda c: extra_transports.index(c[len(onecopy) + 1:]))
+    if not show_onecopy:
+        extra_columns = []
 
     lines = list(spec.get("header", []))
     lines.append(f"# runs: {len(runs)}; each cell: median of the runs ±half their spread")
@@ -120,7 +144,8 @@ def report(spec, sources, out_path, text_path):
         if show_onecopy:
             title += f"; {ratio_rule}: above 1 means onecopy is better"
         lines.append(title)
-        header = ["size"] + stacks + ([onecopy, "ratio"] if show_onecopy else []) + ["best peer"]
+        header = ["size"] + stacks + extra_columns
+        header += ([onecopy, "ratio"] if show_onecopy else []) + ["best peer"]
         rows = []
         for size in bench["sizes"]:
             row = [size_label(size)]
@@ -132,6 +157,8 @@ def report(spec, sources, out_path, text_path):
                     med = statistics.median(vals)
                     if best is None or (med < best[0] if lower else med > best[0]):
                         best = (med, s)
+            for c in extra_columns:
+                row.append(cell(values.get((c, name, size), []), unit))
             if show_onecopy:
                 vals = values.get((onecopy, name, size), [])
                 row.append(cell(vals, unit))

@@ -1,7 +1,7 @@
 /*
- * osu_common.h: what osu_p2p.c and osu_coll.c share: the MPI error check, usage errors and
- * size lists. Define PROGRAM (the program's name, a string) and USAGE (its usage text, ending
- * in a newline) before including it.
+ * osu_common.h: what the osu_*.c programs share: the MPI error check, usage errors, size lists
+ * and transport labels. Define PROGRAM (the program's name, a string) and USAGE (its usage text,
+ * ending in a newline) before including it.
  */
 #ifndef OSU_COMMON_H
 #define OSU_COMMON_H
@@ -14,6 +14,7 @@
 
 #define MAX_SIZES 64
 #define MAX_MESSAGE (1UL << 30)
+#define MAX_LABEL 64
 
 static int rank;
 
@@ -89,6 +90,21 @@ static int parse_sizes(const char *list, size_t *out)
         p = comma + 1;
     }
     return n;
+}
+
+/* A "transport" label goes into JSON unescaped, so it is kept to a safe alphabet. */
+static inline int label_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= MAX_LABEL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == '+'))
+            return 0;
+    }
+    return 1;
 }
 
 #endif

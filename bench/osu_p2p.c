@@ -46,7 +46,6 @@
 #include "osu_common.h"
 
 #define WINDOW 64
-#define MAX_LABEL 64
 #define TAG_DATA 1
 #define TAG_ACK 2
 #define LATENCY_DEFAULT_MAX (4UL << 20)
@@ -71,20 +70,6 @@ static int default_sizes(size_t max, size_t *out)
     for (size_t s = 1; s <= max; s *= 4)
         out[n++] = s;
     return n;
-}
-
-static int label_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= MAX_LABEL)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == '+'))
-            return 0;
-    }
-    return 1;
 }
 
 static void *alloc_touched(size_t bytes, int fill)
