@@ -69,7 +69,7 @@ fn shape(layout: &str) -> Option<(usize, usize)> {
         "column" => Some((1, 64)),
         other => {
             let bytes: usize = other.strip_prefix("blocks-")?.parse().ok()?;
-            (bytes >= 8 && bytes % 8 == 0).then_some((bytes / 8, bytes / 4))
+            (bytes >= 8 && bytes.is_multiple_of(8)).then_some((bytes / 8, bytes / 4))
         }
     }
 }
