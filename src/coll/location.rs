@@ -42,6 +42,28 @@ pub struct ValueIndex<T: LocationValue> {
     _end: T::End,
 }
 
+// SAFETY: the datatype names exactly the two data fields, at their offsets, resized to the
+// pair's size: the padding fields are not data.
+unsafe impl<T: LocationValue + crate::datatype::Equivalence> crate::datatype::Equivalence
+    for ValueIndex<T>
+{
+    fn equivalent_datatype() -> crate::datatype::Datatype {
+        crate::datatype::struct_datatype(
+            &[
+                (
+                    std::mem::offset_of!(Self, value) as isize,
+                    T::equivalent_datatype(),
+                ),
+                (
+                    std::mem::offset_of!(Self, index) as isize,
+                    i32::equivalent_datatype(),
+                ),
+            ],
+            std::mem::size_of::<Self>(),
+        )
+    }
+}
+
 impl<T: LocationValue> ValueIndex<T> {
     /// The pair `(value, index)`.
     pub fn new(value: T, index: i32) -> Self {
@@ -168,6 +190,19 @@ mod tests {
         assert_eq!(&bytemuck::bytes_of(&wide)[12..], &[0, 0, 0, 0]);
         let short = ValueIndex::new(-1i16, -1);
         assert_eq!(&bytemuck::bytes_of(&short)[2..4], &[0, 0]);
+    }
+
+    #[test]
+    fn pairs_have_a_datatype_of_their_two_fields() {
+        use crate::datatype::{Equivalence, Primitive};
+        let t = ValueIndex::<f64>::equivalent_datatype();
+        assert_eq!((t.size(), t.extent()), (12, 16));
+        assert_eq!(t.segments(1).collect::<Vec<_>>(), [(0, 12)]);
+        assert_eq!(t.primitive_elements_in(24), 4);
+        let t = ValueIndex::<i16>::equivalent_datatype();
+        assert_eq!((t.size(), t.extent()), (6, 8));
+        assert_eq!(t.segments(2).collect::<Vec<_>>(), [(0, 2), (4, 4), (8, 2), (12, 4)]);
+        assert_eq!(ValueIndex::<i32>::equivalent_datatype().homogeneous(), Some(Primitive::I32));
     }
 
     #[test]
