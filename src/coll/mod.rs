@@ -14,6 +14,12 @@
 //! the runtime folds the peer's data into the accumulator as it arrives (see
 //! [`reduce`](mod@reduce)).
 //!
+//! The non-reduction collectives take any buffer point to point takes ([`Buffer`],
+//! [`BufferMut`]): slices, vectors, arrays, and views through derived datatypes, which may
+//! differ between ranks as long as they pack into the same bytes. Contiguous ones run the byte
+//! algorithms here; how a non-contiguous one travels (whole as a layout, or packed), and
+//! `MPI_Alltoallw` and the reductions over views, are in `laid`.
+//!
 //! Arguments that do not agree between ranks are reported, not trusted: every message's length
 //! is checked against the receiver's own expectation, so different counts end as
 //! [`CommError::Mismatch`] or [`CommError::Truncated`] on the rank that sees the difference
