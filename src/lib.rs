@@ -76,8 +76,8 @@ pub mod point_to_point {
 pub mod collective {
     pub use crate::coll::{
         CommunicatorCollectives, ImmediateCollectives, ImmediateRoot, Integer, IntegerOperation,
-        LocationOperation, LocationValue, Number, Operation, Root, SystemOperation, UserOperation,
-        ValueIndex, reduce_local_into,
+        LocationOperation, LocationValue, Number, Operation, Root, SystemOperation, TypedBlock,
+        UserOperation, ValueIndex, reduce_local_into,
     };
 }
 

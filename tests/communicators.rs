@@ -465,7 +465,7 @@ fn intercommunicators(world: &World) -> Result<(), String> {
         let mut got = vec![0i32; if me == 0 { remote as usize } else { 0 }];
         inter
             .process_at_rank(root)
-            .gather_into_root(&[], &mut got)
+            .gather_into_root(&[0i32; 0], &mut got)
             .map_err(err("gather at the root"))?;
         if me == 0 {
             let expect: Vec<i32> = other.iter().map(|&w| w * 2).collect();
@@ -474,7 +474,7 @@ fn intercommunicators(world: &World) -> Result<(), String> {
         let send: Vec<i32> = (0..remote).map(|j| 1000 + j).collect();
         inter
             .process_at_rank(root)
-            .scatter_into_root(if me == 0 { &send } else { &[] }, &mut [])
+            .scatter_into_root(if me == 0 { &send[..] } else { &[] }, &mut [0i32; 0])
             .map_err(err("scatter at the root"))?;
     }
 

@@ -16,9 +16,11 @@
 use bytemuck::Pod;
 
 use super::{
-    AtRoot, Operation, all_to_all_block, bytes, bytes_mut, check_same_length, equal_blocks,
-    exchange, exchange_all, invalid, ranges, receive, send, tag,
+    AtRoot, Operation, all_to_all_blocks, byte_ranges, bytes, bytes_mut, check_same_length,
+    element_ranges, equal_blocks, exchange, exchange_all, gather_blocks, invalid, laid, receive,
+    send, tag,
 };
+use crate::comm::buffer::{Elements, ElementsMut, elements, elements_mut};
 use crate::comm::{CommCore, CommError, PROC_NULL, Process, ROOT, Rank};
 
 /// A rooted collective on an intercommunicator, as one rank sees it.
@@ -151,36 +153,36 @@ pub(crate) fn reduce_scatter_into<T: Pod, O: Operation<T>>(
         let mut theirs = vec![T::zeroed(); send.len()];
         let (out, inn) = (bytes(&ours), bytes_mut(&mut theirs));
         exchange(c, 0, out, 0, inn, tag::REDUCE_SCATTER)?;
-        at.scatter_varcount_into_root(&theirs, counts, &displs, recv)
+        at.scatter_varcount_into_root(elements(&theirs), counts, &displs, elements_mut(recv))
     } else {
         at.reduce_into(send, op)?;
-        at.scatter_varcount_into(recv)
+        at.scatter_into(elements_mut(recv))
     }
 }
 
 /// The root's `recv` gets every remote rank's `send`, in rank order (each sends its own).
-pub(crate) fn gather_into<T: Pod>(
+pub(crate) fn gather_into(
     side: Side<'_>,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    recv: ElementsMut<'_>,
 ) -> Result<(), CommError> {
     if let Side::Root(c) = side {
         let n = c.target_size() as usize;
-        if n == 0 || !recv.len().is_multiple_of(n) {
+        if n == 0 || !recv.count.is_multiple_of(n) {
             return Err(invalid(format!(
                 "gather_into_root: {} receive elements for {n} remote ranks",
-                recv.len()
+                recv.count
             )));
         }
-        let (counts, displs) = equal_blocks(n, recv.len() / n);
+        let (counts, displs) = equal_blocks(n, recv.count / n);
         return gather_varcount_into_root(Side::Root(c), recv, &counts, &displs);
     }
     gather_varcount_into(side, send)
 }
 
-pub(crate) fn gather_varcount_into_root<T: Pod>(
+pub(crate) fn gather_varcount_into_root(
     side: Side<'_>,
-    recv: &mut [T],
+    mut recv: ElementsMut<'_>,
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), CommError> {
@@ -190,45 +192,55 @@ pub(crate) fn gather_varcount_into_root<T: Pod>(
         ));
     };
     let n = c.target_size() as usize;
-    let blocks = ranges::<T>(n, counts, displs, recv.len(), "gather_varcount_into_root")?;
-    let parts = super::disjoint_mut(bytes_mut(recv), &blocks)?;
+    let elems = element_ranges(n, counts, displs, recv.count, "gather_varcount_into_root")?;
+    let size = recv.size;
+    let Some(into) = recv.bytes_mut() else {
+        return laid::receive_all(c, tag::GATHER, recv.split(&elems)?);
+    };
+    let parts = super::disjoint_mut(into, &byte_ranges(&elems, size))?;
     let recvs = parts.into_iter().enumerate().map(|(i, p)| (i as Rank, p));
     exchange_all(c, tag::GATHER, recvs, std::iter::empty(), None)
 }
 
-pub(crate) fn gather_varcount_into<T: Pod>(side: Side<'_>, send: &[T]) -> Result<(), CommError> {
+pub(crate) fn gather_varcount_into(side: Side<'_>, send: Elements<'_>) -> Result<(), CommError> {
     match side {
         Side::Root(_) => Err(invalid(
             "gather_varcount_into on an intercommunicator is for the ranks of the other group",
         )),
         Side::Idle => Ok(()),
-        Side::Leaf(c, root) => super::send(c, remote_root(c, root)?, tag::GATHER, bytes(send)),
+        Side::Leaf(c, root) => {
+            let root = remote_root(c, root)?;
+            match send.bytes() {
+                Some(out) => super::send(c, root, tag::GATHER, out),
+                None => laid::send_one(c, root, tag::GATHER, send),
+            }
+        }
     }
 }
 
 /// The root's `send` holds one block per remote rank; each gets its own in `recv`.
-pub(crate) fn scatter_into<T: Pod>(
+pub(crate) fn scatter_into(
     side: Side<'_>,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    recv: ElementsMut<'_>,
 ) -> Result<(), CommError> {
     if let Side::Root(c) = side {
         let n = c.target_size() as usize;
-        if n == 0 || !send.len().is_multiple_of(n) {
+        if n == 0 || !send.count.is_multiple_of(n) {
             return Err(invalid(format!(
                 "scatter_into_root: {} send elements for {n} remote ranks",
-                send.len()
+                send.count
             )));
         }
-        let (counts, displs) = equal_blocks(n, send.len() / n);
+        let (counts, displs) = equal_blocks(n, send.count / n);
         return scatter_varcount_into_root(Side::Root(c), send, &counts, &displs);
     }
     scatter_varcount_into(side, recv)
 }
 
-pub(crate) fn scatter_varcount_into_root<T: Pod>(
+pub(crate) fn scatter_varcount_into_root(
     side: Side<'_>,
-    send: &[T],
+    send: Elements<'_>,
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), CommError> {
@@ -238,93 +250,116 @@ pub(crate) fn scatter_varcount_into_root<T: Pod>(
         ));
     };
     let n = c.target_size() as usize;
-    let blocks = ranges::<T>(n, counts, displs, send.len(), "scatter_varcount_into_root")?;
-    let send = bytes(send);
+    let elems = element_ranges(n, counts, displs, send.count, "scatter_varcount_into_root")?;
+    let Some(out) = send.bytes() else {
+        return laid::send_all(c, tag::SCATTER, send, &elems);
+    };
+    let blocks = byte_ranges(&elems, send.size);
     super::send_all(
         c,
         tag::SCATTER,
         blocks
             .iter()
             .enumerate()
-            .map(|(i, b)| (i as Rank, &send[b.clone()])),
+            .map(|(i, b)| (i as Rank, &out[b.clone()])),
     )
 }
 
-pub(crate) fn scatter_varcount_into<T: Pod>(
+pub(crate) fn scatter_varcount_into(
     side: Side<'_>,
-    recv: &mut [T],
+    mut recv: ElementsMut<'_>,
 ) -> Result<(), CommError> {
     match side {
         Side::Root(_) => Err(invalid(
             "scatter_into on an intercommunicator is for the ranks of the other group",
         )),
         Side::Idle => Ok(()),
-        Side::Leaf(c, root) => receive(c, remote_root(c, root)?, tag::SCATTER, bytes_mut(recv)),
+        Side::Leaf(c, root) => {
+            let root = remote_root(c, root)?;
+            match recv.bytes_mut() {
+                Some(into) => receive(c, root, tag::SCATTER, into),
+                None => laid::receive_one(c, root, tag::SCATTER, recv),
+            }
+        }
     }
 }
 
 /// Every rank's `send` goes to every rank of the other group; `recv` holds the other group's,
 /// in rank order.
-pub(crate) fn all_gather_into<T: Pod>(
+pub(crate) fn all_gather_into(
     c: &CommCore,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    recv: ElementsMut<'_>,
 ) -> Result<(), CommError> {
     let n = c.target_size() as usize;
-    if recv.len() != n * send.len() {
-        return Err(invalid(format!(
-            "all_gather_into: {} receive elements for {n} remote ranks of {}",
-            recv.len(),
-            send.len()
-        )));
-    }
-    let (counts, displs) = equal_blocks(n, send.len());
+    let k = gather_blocks("all_gather_into", n, &send, &recv)?;
+    let (counts, displs) = equal_blocks(n, k);
     all_gather_varcount_into(c, send, recv, &counts, &displs)
 }
 
-pub(crate) fn all_gather_varcount_into<T: Pod>(
+pub(crate) fn all_gather_varcount_into(
     c: &CommCore,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    mut recv: ElementsMut<'_>,
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), CommError> {
     let n = c.target_size() as usize;
-    let blocks = ranges::<T>(n, counts, displs, recv.len(), "all_gather_varcount_into")?;
-    let parts = super::disjoint_mut(bytes_mut(recv), &blocks)?;
+    let elems = element_ranges(n, counts, displs, recv.count, "all_gather_varcount_into")?;
+    let size = recv.size;
+    let (Some(out), Some(into)) = (send.bytes(), recv.bytes_mut()) else {
+        let recvs = recv.split(&elems)?.into_iter().enumerate();
+        let sends = (0..n).map(|k| (((c.rank() as usize + k) % n) as Rank, send.clone()));
+        let recvs = recvs.map(|(i, p)| (i as Rank, p)).collect();
+        return laid::exchange_elements(c, tag::ALLGATHER, recvs, sends.collect());
+    };
+    let parts = super::disjoint_mut(into, &byte_ranges(&elems, size))?;
     let recvs = parts.into_iter().enumerate().map(|(i, p)| (i as Rank, p));
-    let out = bytes(send);
     let sends = (0..n).map(|k| (((c.rank() as usize + k) % n) as Rank, out));
     exchange_all(c, tag::ALLGATHER, recvs, sends, None)
 }
 
 /// Block `j` of `send` goes to rank `j` of the other group, which stores it as block `i` (this
 /// rank's) of its `recv`.
-pub(crate) fn all_to_all_into<T: Pod>(
+pub(crate) fn all_to_all_into(
     c: &CommCore,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    recv: ElementsMut<'_>,
 ) -> Result<(), CommError> {
     let n = c.target_size() as usize;
-    let (counts, displs) = equal_blocks(n, all_to_all_block(n, send, recv)?);
-    all_to_all_varcount_into(c, send, &counts, &displs, recv, &counts, &displs)
+    let (ks, kr) = all_to_all_blocks(n, &send, &recv)?;
+    let (send_counts, send_displs) = equal_blocks(n, ks);
+    let (recv_counts, recv_displs) = equal_blocks(n, kr);
+    all_to_all_varcount_into(
+        c,
+        send,
+        &send_counts,
+        &send_displs,
+        recv,
+        &recv_counts,
+        &recv_displs,
+    )
 }
 
-pub(crate) fn all_to_all_varcount_into<T: Pod>(
+pub(crate) fn all_to_all_varcount_into(
     c: &CommCore,
-    send: &[T],
+    send: Elements<'_>,
     send_counts: &[usize],
     send_displs: &[usize],
-    recv: &mut [T],
+    mut recv: ElementsMut<'_>,
     recv_counts: &[usize],
     recv_displs: &[usize],
 ) -> Result<(), CommError> {
     let n = c.target_size() as usize;
-    let out = ranges::<T>(n, send_counts, send_displs, send.len(), "all_to_all (send)")?;
-    let inn = ranges::<T>(n, recv_counts, recv_displs, recv.len(), "all_to_all (recv)")?;
-    let parts = super::disjoint_mut(bytes_mut(recv), &inn)?;
+    let out = element_ranges(n, send_counts, send_displs, send.count, "all_to_all (send)")?;
+    let inn = element_ranges(n, recv_counts, recv_displs, recv.count, "all_to_all (recv)")?;
+    let (ss, rs) = (send.size, recv.size);
+    let (Some(send), Some(recv)) = (send.bytes(), recv.bytes_mut()) else {
+        return laid::all_to_all(c, send, &out, recv, &inn);
+    };
+    let (out, inn) = (byte_ranges(&out, ss), byte_ranges(&inn, rs));
+    let parts = super::disjoint_mut(recv, &inn)?;
     let recvs = parts.into_iter().enumerate().map(|(i, p)| (i as Rank, p));
-    let send = bytes(send);
     let r = c.rank() as usize;
     let sends = (0..n).map(|k| {
         let d = (r + k) % n;

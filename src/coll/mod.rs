@@ -14,6 +14,12 @@
 //! the runtime folds the peer's data into the accumulator as it arrives (see
 //! [`reduce`](mod@reduce)).
 //!
+//! The non-reduction collectives take any buffer point to point takes ([`Buffer`],
+//! [`BufferMut`]): slices, vectors, arrays, and views through derived datatypes, which may
+//! differ between ranks as long as they pack into the same bytes. Contiguous ones run the byte
+//! algorithms here; how a non-contiguous one travels (whole as a layout, or packed), and
+//! `MPI_Alltoallw` and the reductions over views, are in `laid`.
+//!
 //! Arguments that do not agree between ranks are reported, not trusted: every message's length
 //! is checked against the receiver's own expectation, so different counts end as
 //! [`CommError::Mismatch`] or [`CommError::Truncated`] on the rank that sees the difference
@@ -23,6 +29,7 @@
 
 mod immediate;
 mod inter;
+mod laid;
 mod location;
 mod op;
 pub mod reduce;
@@ -33,8 +40,11 @@ use std::ops::Range;
 
 use bytemuck::Pod;
 
-use crate::comm::{CommCore, CommError, Communicator, Process, Rank};
+use crate::comm::buffer::{Elements, ElementsMut, elements, elements_mut};
+use crate::comm::{Buffer, BufferMut, CommCore, CommError, Communicator, Process, Rank};
+use crate::datatype::{MutView, View};
 
+pub use crate::comm::buffer::TypedBlock;
 pub use immediate::{ImmediateCollectives, ImmediateRoot};
 pub use location::{LocationOperation, LocationValue, ValueIndex};
 pub use op::{Integer, IntegerOperation, Number, Operation, SystemOperation, UserOperation};
@@ -186,6 +196,44 @@ fn all_to_all_block<T>(n: usize, send: &[T], recv: &[T]) -> Result<usize, CommEr
         )));
     }
     Ok(send.len() / n)
+}
+
+/// The block lengths (in each side's elements) of an all-to-all over `n` ranks: `send` and
+/// `recv` each `n` equal blocks, of the same bytes; else an error.
+fn all_to_all_blocks(
+    n: usize,
+    send: &Elements<'_>,
+    recv: &ElementsMut<'_>,
+) -> Result<(usize, usize), CommError> {
+    if n == 0
+        || !send.count.is_multiple_of(n)
+        || !recv.count.is_multiple_of(n)
+        || recv.packed_len() != send.packed_len()
+    {
+        return Err(invalid(format!(
+            "all_to_all_into: {} send and {} receive elements do not make {n} equal blocks",
+            send.count, recv.count
+        )));
+    }
+    Ok((send.count / n, recv.count / n))
+}
+
+/// The blocks of `count` elements each, of a gather or all-gather over `n` ranks whose
+/// receive buffer is `recv` and whose blocks come from sends like `send`; else the error
+/// for `what`.
+fn gather_blocks(
+    what: &str,
+    n: usize,
+    send: &Elements<'_>,
+    recv: &ElementsMut<'_>,
+) -> Result<usize, CommError> {
+    if n == 0 || !recv.count.is_multiple_of(n) || recv.packed_len() != n * send.packed_len() {
+        return Err(invalid(format!(
+            "{what}: {} receive elements for {n} ranks of {}",
+            recv.count, send.count
+        )));
+    }
+    Ok(recv.count / n)
 }
 
 fn check_root(comm: &CommCore, root: i32) -> Result<i32, CommError> {
@@ -473,9 +521,22 @@ fn ring_all_gather(
     Ok(())
 }
 
-/// Checks that `counts` and `displs` (in elements) have one entry per rank and fit `len`;
-/// returns the byte ranges.
+/// Checks that `counts` and `displs` (in elements of `T`) have one entry per rank and fit
+/// `len`; returns the byte ranges.
 fn ranges<T>(
+    n: usize,
+    counts: &[usize],
+    displs: &[usize],
+    len: usize,
+    what: &str,
+) -> Result<Vec<Range<usize>>, CommError> {
+    let blocks = element_ranges(n, counts, displs, len, what)?;
+    Ok(byte_ranges(&blocks, std::mem::size_of::<T>()))
+}
+
+/// Checks that `counts` and `displs` (in elements) have one entry per rank and fit `len`
+/// elements; returns the element ranges.
+fn element_ranges(
     n: usize,
     counts: &[usize],
     displs: &[usize],
@@ -489,17 +550,24 @@ fn ranges<T>(
             displs.len()
         )));
     }
-    let size = std::mem::size_of::<T>();
     counts
         .iter()
         .zip(displs)
         .enumerate()
         .map(|(i, (&c, &d))| match d.checked_add(c) {
-            Some(end) if end <= len => Ok(d * size..end * size),
+            Some(end) if end <= len => Ok(d..end),
             _ => Err(invalid(format!(
                 "{what}: block {i} ({c} elements at {d}) lies outside the {len}-element buffer"
             ))),
         })
+        .collect()
+}
+
+/// Element ranges `blocks` as byte ranges, for elements of `size` bytes.
+fn byte_ranges(blocks: &[Range<usize>], size: usize) -> Vec<Range<usize>> {
+    blocks
+        .iter()
+        .map(|b| b.start * size..b.end * size)
         .collect()
 }
 
@@ -525,23 +593,24 @@ pub(crate) fn barrier(comm: &CommCore) -> Result<(), CommError> {
 }
 
 /// Every rank's `send` (the same length everywhere) lands in every rank's `recv`, in rank
-/// order; `recv` holds `size × send.len()` elements.
-pub(crate) fn all_gather_into<T: Pod>(
+/// order; `recv` holds `size` blocks of `send`'s bytes.
+pub(crate) fn all_gather_into(
     comm: &CommCore,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    mut recv: ElementsMut<'_>,
 ) -> Result<(), CommError> {
     let n = comm.size() as usize;
-    let c = send.len();
-    if recv.len() != n * c {
-        return Err(invalid(format!(
-            "all_gather_into: {} receive elements for {n} ranks of {c}",
-            recv.len()
-        )));
-    }
+    let k = gather_blocks("all_gather_into", n, &send, &recv)?;
+    let each = send.packed_len();
     let r = comm.rank() as usize;
-    recv[r * c..][..c].copy_from_slice(send);
-    all_gather_blocks(comm, bytes_mut(recv), std::mem::size_of_val(send))
+    if let (Some(out), Some(into)) = (send.bytes(), recv.bytes_mut()) {
+        into[r * each..][..each].copy_from_slice(out);
+        return all_gather_blocks(comm, into, each);
+    }
+    let (_, displs) = equal_blocks(n, k);
+    let blocks: Vec<_> = displs.iter().map(|&d| d..d + k).collect();
+    let linear = laid::all_gather_is_linear(comm, each, true);
+    laid::all_gather(comm, send, recv, &blocks, linear)
 }
 
 /// Every rank's block of `buf` (`buf.len() / size` elements, rank r's at block r, already in
@@ -567,46 +636,60 @@ fn all_gather_blocks(comm: &CommCore, recv: &mut [u8], each: usize) -> Result<()
     ring_all_gather(comm, recv, |i| i * each..(i + 1) * each, 0, tag::ALLGATHER)
 }
 
-/// Rank `i`'s `send` (`counts[i]` elements) lands at `recv[displs[i]..]` on every rank
-/// (a ring: each rank sends to the next, receives from the previous, n - 1 steps).
-pub(crate) fn all_gather_varcount_into<T: Pod>(
+/// Rank `i`'s `send` (`counts[i]` elements of `recv`) lands at `recv`'s elements
+/// `displs[i]..` on every rank (a ring: each rank sends to the next, receives from the
+/// previous, n - 1 steps).
+pub(crate) fn all_gather_varcount_into(
     comm: &CommCore,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    mut recv: ElementsMut<'_>,
     counts: &[usize],
     displs: &[usize],
 ) -> Result<(), CommError> {
     let n = comm.size() as usize;
     let r = comm.rank() as usize;
-    let blocks = ranges::<T>(n, counts, displs, recv.len(), "all_gather_varcount_into")?;
-    if send.len() != counts[r] {
+    let what = "all_gather_varcount_into";
+    let elems = element_ranges(n, counts, displs, recv.count, what)?;
+    let size = recv.size;
+    if send.packed_len() != counts[r] * size {
         return Err(invalid(format!(
-            "all_gather_varcount_into: {} elements to send, counts[{r}] is {}",
-            send.len(),
-            counts[r]
+            "{what}: {} elements ({} bytes) to send, counts[{r}] is {} ({} bytes)",
+            send.count,
+            send.packed_len(),
+            counts[r],
+            counts[r] * size
         )));
     }
-    let recv = bytes_mut(recv);
+    let blocks = byte_ranges(&elems, size);
     // Every rank has the same counts, so every rank picks the same algorithm.
     let widest = blocks.iter().map(|b| b.len()).max().unwrap_or(0);
-    if n > 2 && widest <= linear_bytes(comm) {
-        let parts = disjoint_mut(recv, &blocks)?;
-        return linear_all_gather(comm, bytes(send), parts);
+    let linear = laid::all_gather_is_linear(comm, widest, false);
+    let (Some(out), Some(into)) = (send.bytes(), recv.bytes_mut()) else {
+        return laid::all_gather(comm, send, recv, &elems, linear);
+    };
+    if linear {
+        let parts = disjoint_mut(into, &blocks)?;
+        return linear_all_gather(comm, out, parts);
     }
-    recv[blocks[r].clone()].copy_from_slice(bytes(send));
-    ring_all_gather(comm, recv, |i| blocks[i].clone(), 0, tag::ALLGATHER)
+    into[blocks[r].clone()].copy_from_slice(out);
+    ring_all_gather(comm, into, |i| blocks[i].clone(), 0, tag::ALLGATHER)
 }
 
 /// Rank `i` sends block `j` of its `send` to rank `j`, which stores it as block `i` of its
 /// `recv`; blocks are `send.len() / size` elements.
-pub(crate) fn all_to_all_into<T: Pod>(
+pub(crate) fn all_to_all_into(
     comm: &CommCore,
-    send: &[T],
-    recv: &mut [T],
+    send: Elements<'_>,
+    mut recv: ElementsMut<'_>,
 ) -> Result<(), CommError> {
     let n = comm.size() as usize;
-    let each = all_to_all_block(n, send, recv)? * std::mem::size_of::<T>();
-    let (send, recv) = (bytes(send), bytes_mut(recv));
+    let (ks, kr) = all_to_all_blocks(n, &send, &recv)?;
+    let each = ks * send.size;
+    let (Some(send), Some(recv)) = (send.bytes(), recv.bytes_mut()) else {
+        let out: Vec<_> = (0..n).map(|i| i * ks..(i + 1) * ks).collect();
+        let inn: Vec<_> = (0..n).map(|i| i * kr..(i + 1) * kr).collect();
+        return laid::all_to_all(comm, send, &out, recv, &inn);
+    };
     if each > 0 && all_to_all_at_once(comm, n, each) {
         let out = send.chunks(each).map(|b| b as &[u8]);
         return linear_all_to_all(comm, out, recv.chunks_mut(each).collect());
@@ -623,28 +706,32 @@ pub(crate) fn all_to_all_in_place<T: Pod>(comm: &CommCore, buf: &mut [T]) -> Res
     all_to_all_block(comm.size() as usize, buf, buf)?;
     with_scratch(Slot::Accumulator, buf.len(), |out: &mut [T]| {
         out.copy_from_slice(buf);
-        all_to_all_into(comm, out, buf)
+        all_to_all_into(comm, elements(out), elements_mut(buf))
     })
 }
 
 /// Rank `i` sends `send[send_displs[j]..][..send_counts[j]]` to rank `j`, which stores it at
 /// `recv[recv_displs[i]..][..recv_counts[i]]`: every message posted at once for small blocks
 /// or few ranks, else pairwise steps (see [`LINEAR_BYTES`]).
-pub(crate) fn all_to_all_varcount_into<T: Pod>(
+pub(crate) fn all_to_all_varcount_into(
     comm: &CommCore,
-    send: &[T],
+    send: Elements<'_>,
     send_counts: &[usize],
     send_displs: &[usize],
-    recv: &mut [T],
+    mut recv: ElementsMut<'_>,
     recv_counts: &[usize],
     recv_displs: &[usize],
 ) -> Result<(), CommError> {
     let n = comm.size() as usize;
     let r = comm.rank() as usize;
-    let out = ranges::<T>(n, send_counts, send_displs, send.len(), "all_to_all (send)")?;
-    let inn = ranges::<T>(n, recv_counts, recv_displs, recv.len(), "all_to_all (recv)")?;
-    let (send, recv) = (bytes(send), bytes_mut(recv));
-    check_length(r as i32, out[r].len(), inn[r].len())?;
+    let out = element_ranges(n, send_counts, send_displs, send.count, "all_to_all (send)")?;
+    let inn = element_ranges(n, recv_counts, recv_displs, recv.count, "all_to_all (recv)")?;
+    let (ss, rs) = (send.size, recv.size);
+    check_length(r as i32, out[r].len() * ss, inn[r].len() * rs)?;
+    let (Some(send), Some(recv)) = (send.bytes(), recv.bytes_mut()) else {
+        return laid::all_to_all(comm, send, &out, recv, &inn);
+    };
+    let (out, inn) = (byte_ranges(&out, ss), byte_ranges(&inn, rs));
     // Ranks may choose differently here (their counts differ): either way each pair
     // exchanges one message each way, matched in order, so the two algorithms mix.
     let widest = out.iter().chain(&inn).map(|b| b.len()).max().unwrap_or(0);
@@ -758,35 +845,34 @@ impl AtRoot<'_> {
     }
 
     /// On the root: gathers every rank's `send` into `recv` in rank order.
-    pub(crate) fn gather_into_root<T: Pod>(
+    pub(crate) fn gather_into_root(
         &self,
-        send: &[T],
-        recv: &mut [T],
+        send: Elements<'_>,
+        recv: ElementsMut<'_>,
     ) -> Result<(), CommError> {
         let n = self.comm.size() as usize;
-        let c = send.len();
-        if recv.len() != n * c {
-            return Err(invalid(format!(
-                "gather_into_root: {} receive elements for {n} ranks of {c}",
-                recv.len()
-            )));
-        }
-        let (counts, displs) = equal_blocks(n, c);
+        let k = gather_blocks("gather_into_root", n, &send, &recv)?;
+        let (counts, displs) = equal_blocks(n, k);
         self.gather_varcount_into_root(send, recv, &counts, &displs)
     }
 
     /// On a rank other than the root: contributes `send` to a gather.
-    pub(crate) fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+    pub(crate) fn gather_into(&self, send: Elements<'_>) -> Result<(), CommError> {
         let comm = self.comm;
         let root = self.non_root(comm, "gather_into")?;
-        self::send(comm, root, tag::rooted(tag::GATHER, root), bytes(send))
+        let gather = tag::rooted(tag::GATHER, root);
+        match send.bytes() {
+            Some(out) => self::send(comm, root, gather, out),
+            None => laid::send_one(comm, root, gather, send),
+        }
     }
 
-    /// On the root: rank `i`'s `send` lands at `recv[displs[i]..][..counts[i]]`.
-    pub(crate) fn gather_varcount_into_root<T: Pod>(
+    /// On the root: rank `i`'s `send` lands at `recv`'s elements `displs[i]..` (`counts[i]` of
+    /// them).
+    pub(crate) fn gather_varcount_into_root(
         &self,
-        send: &[T],
-        recv: &mut [T],
+        send: Elements<'_>,
+        mut recv: ElementsMut<'_>,
         counts: &[usize],
         displs: &[usize],
     ) -> Result<(), CommError> {
@@ -794,14 +880,14 @@ impl AtRoot<'_> {
         let root = self.at_root(comm, "gather_varcount_into_root")?;
         let gather = tag::rooted(tag::GATHER, root);
         let n = comm.size() as usize;
-        let blocks = ranges::<T>(n, counts, displs, recv.len(), "gather_varcount_into_root")?;
-        let recv = bytes_mut(recv);
-        check_length(
-            root,
-            std::mem::size_of_val(send),
-            blocks[root as usize].len(),
-        )?;
-        recv[blocks[root as usize].clone()].copy_from_slice(bytes(send));
+        let elems = element_ranges(n, counts, displs, recv.count, "gather_varcount_into_root")?;
+        let size = recv.size;
+        check_length(root, send.packed_len(), elems[root as usize].len() * size)?;
+        let (Some(out), Some(recv)) = (send.bytes(), recv.bytes_mut()) else {
+            return laid::gather_at_root(comm, root, gather, send, recv, &elems);
+        };
+        let blocks = byte_ranges(&elems, size);
+        recv[blocks[root as usize].clone()].copy_from_slice(out);
         // Linear, in rank order: the root takes one sender at a time, which keeps it from
         // being read by many at once.
         for (i, b) in blocks.iter().enumerate() {
@@ -812,53 +898,55 @@ impl AtRoot<'_> {
         Ok(())
     }
 
-    /// On a rank other than the root: contributes `send` to a variable-count gather.
-    pub(crate) fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
-        self.gather_into(send)
-    }
-
-    /// On the root: block `i` of `send` (`recv.len()` elements each) goes to rank `i`.
-    pub(crate) fn scatter_into_root<T: Pod>(
+    /// On the root: block `i` of `send` (`recv`'s bytes each) goes to rank `i`.
+    pub(crate) fn scatter_into_root(
         &self,
-        send: &[T],
-        recv: &mut [T],
+        send: Elements<'_>,
+        recv: ElementsMut<'_>,
     ) -> Result<(), CommError> {
         let n = self.comm.size() as usize;
-        let c = recv.len();
-        if send.len() != n * c {
+        if !send.count.is_multiple_of(n) || send.packed_len() != n * recv.packed_len() {
             return Err(invalid(format!(
-                "scatter_into_root: {} send elements for {n} ranks of {c}",
-                send.len()
+                "scatter_into_root: {} send elements for {n} ranks of {}",
+                send.count, recv.count
             )));
         }
-        let (counts, displs) = equal_blocks(n, c);
+        let (counts, displs) = equal_blocks(n, send.count / n);
         self.scatter_varcount_into_root(send, &counts, &displs, recv)
     }
 
     /// On a rank other than the root: receives this rank's block of a scatter.
-    pub(crate) fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+    pub(crate) fn scatter_into(&self, mut recv: ElementsMut<'_>) -> Result<(), CommError> {
         let comm = self.comm;
         let root = self.non_root(comm, "scatter_into")?;
-        receive(comm, root, tag::rooted(tag::SCATTER, root), bytes_mut(recv))
+        let scatter = tag::rooted(tag::SCATTER, root);
+        match recv.bytes_mut() {
+            Some(into) => receive(comm, root, scatter, into),
+            None => laid::receive_one(comm, root, scatter, recv),
+        }
     }
 
-    /// On the root: `send[displs[i]..][..counts[i]]` goes to rank `i`.
-    pub(crate) fn scatter_varcount_into_root<T: Pod>(
+    /// On the root: `send`'s elements `displs[i]..` (`counts[i]` of them) go to rank `i`.
+    pub(crate) fn scatter_varcount_into_root(
         &self,
-        send: &[T],
+        send: Elements<'_>,
         counts: &[usize],
         displs: &[usize],
-        recv: &mut [T],
+        mut recv: ElementsMut<'_>,
     ) -> Result<(), CommError> {
         let comm = self.comm;
         let root = self.at_root(comm, "scatter_varcount_into_root")?;
         let scatter = tag::rooted(tag::SCATTER, root);
         let n = comm.size() as usize;
-        let blocks = ranges::<T>(n, counts, displs, send.len(), "scatter_varcount_into_root")?;
-        let send = bytes(send);
-        let own = blocks[root as usize].clone();
-        check_length(root, own.len(), std::mem::size_of_val(recv))?;
-        bytes_mut(recv).copy_from_slice(&send[own]);
+        let elems = element_ranges(n, counts, displs, send.count, "scatter_varcount_into_root")?;
+        let size = send.size;
+        let own = elems[root as usize].len() * size;
+        check_length(root, own, recv.packed_len())?;
+        let (Some(send), Some(recv)) = (send.bytes(), recv.bytes_mut()) else {
+            return laid::scatter_at_root(comm, root, scatter, send, &elems, recv);
+        };
+        let blocks = byte_ranges(&elems, size);
+        recv.copy_from_slice(&send[blocks[root as usize].clone()]);
         let others = blocks
             .iter()
             .enumerate()
@@ -868,11 +956,6 @@ impl AtRoot<'_> {
             scatter,
             others.map(|(i, b)| (i as i32, &send[b.clone()])),
         )
-    }
-
-    /// On a rank other than the root: receives this rank's block of a variable-count scatter.
-    pub(crate) fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
-        self.scatter_into(recv)
     }
 
     /// The root's rank, checked to be in the comm and to be this rank.
@@ -969,10 +1052,21 @@ pub trait CommunicatorCollectives: Communicator {
     }
 
     /// Every rank's `send` (the same length everywhere) lands in every rank's `recv`, in rank
-    /// order; `recv` holds `size × send.len()` elements (the remote group's, on an
+    /// order; `recv` holds `size` blocks of `send`'s length (the remote group's, on an
     /// intercommunicator).
-    fn all_gather_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+    ///
+    /// Small blocks on more than two ranks: every block posted to every rank at once; else a
+    /// ring of n - 1 steps (each rank sends to the next the block it last received). A
+    /// [`View`] or [`MutView`] that is not one run of bytes: as a whole layout to every rank
+    /// in the first case (by single copy from where it lies when large); packed into scratch
+    /// memory around the ring in the second (one pack and one unpack of the buffer).
+    fn all_gather_into<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
+        &self,
+        send: &S,
+        recv: &mut R,
+    ) -> Result<(), CommError> {
         let c = self.core();
+        let (send, recv) = (elements(send), elements_mut(recv));
         if c.is_inter() {
             inter::all_gather_into(c, send, recv)
         } else {
@@ -980,16 +1074,21 @@ pub trait CommunicatorCollectives: Communicator {
         }
     }
 
-    /// Rank `i`'s `send` (`counts[i]` elements) lands at `recv[displs[i]..]` on every rank
-    /// (a ring: each rank sends to the next, receives from the previous, n - 1 steps).
-    fn all_gather_varcount_into<T: Pod>(
+    /// Rank `i`'s `send` (`counts[i]` elements of `recv`) lands at `recv`'s elements
+    /// `displs[i]..` on every rank (a ring: each rank sends to the next, receives from the
+    /// previous, n - 1 steps; small blocks on more than two ranks: all at once). With a
+    /// [`MutView`], counts and displacements are in elements of its datatype (displacements in
+    /// multiples of its extent), as in `MPI_Allgatherv`, and its count must cover every block;
+    /// a non-contiguous buffer travels as in [`all_gather_into`](Self::all_gather_into).
+    fn all_gather_varcount_into<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
         &self,
-        send: &[T],
-        recv: &mut [T],
+        send: &S,
+        recv: &mut R,
         counts: &[usize],
         displs: &[usize],
     ) -> Result<(), CommError> {
         let c = self.core();
+        let (send, recv) = (elements(send), elements_mut(recv));
         if c.is_inter() {
             inter::all_gather_varcount_into(c, send, recv, counts, displs)
         } else {
@@ -998,10 +1097,20 @@ pub trait CommunicatorCollectives: Communicator {
     }
 
     /// Rank `i` sends block `j` of its `send` to rank `j`, which stores it as block `i` of its
-    /// `recv`; blocks are `send.len() / size` elements (`size` of the remote group, on an
-    /// intercommunicator).
-    fn all_to_all_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+    /// `recv`; each side holds `size` equal blocks of its elements, of the same bytes (`size` of
+    /// the remote group, on an intercommunicator).
+    ///
+    /// Every message posted at once for small blocks or few ranks, else pairwise steps (see
+    /// [`LINEAR_BYTES`]). A non-contiguous [`View`] or [`MutView`]: every block posted at once,
+    /// each as a layout (by single copy between the two layouts when large); the own block
+    /// packed and unpacked locally.
+    fn all_to_all_into<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
+        &self,
+        send: &S,
+        recv: &mut R,
+    ) -> Result<(), CommError> {
         let c = self.core();
+        let (send, recv) = (elements(send), elements_mut(recv));
         if c.is_inter() {
             inter::all_to_all_into(c, send, recv)
         } else {
@@ -1009,19 +1118,24 @@ pub trait CommunicatorCollectives: Communicator {
         }
     }
 
-    /// Rank `i` sends `send[send_displs[j]..][..send_counts[j]]` to rank `j`, which stores it at
-    /// `recv[recv_displs[i]..][..recv_counts[i]]`: every message posted at once for small blocks
-    /// or few ranks, else pairwise steps (see [`LINEAR_BYTES`]).
-    fn all_to_all_varcount_into<T: Pod>(
+    /// Rank `i` sends `send`'s elements `send_displs[j]..` (`send_counts[j]` of them) to rank
+    /// `j`, which stores them at `recv`'s elements `recv_displs[i]..` (`recv_counts[i]`):
+    /// every message posted at once for small blocks or few ranks, else pairwise steps (see
+    /// [`LINEAR_BYTES`]). With a view, counts and displacements are in elements of its
+    /// datatype (displacements in multiples of its extent), as in `MPI_Alltoallv`, and its
+    /// count must cover every block; a non-contiguous one travels as in
+    /// [`all_to_all_into`](Self::all_to_all_into).
+    fn all_to_all_varcount_into<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
         &self,
-        send: &[T],
+        send: &S,
         send_counts: &[usize],
         send_displs: &[usize],
-        recv: &mut [T],
+        recv: &mut R,
         recv_counts: &[usize],
         recv_displs: &[usize],
     ) -> Result<(), CommError> {
         let c = self.core();
+        let (send, recv) = (elements(send), elements_mut(recv));
         if c.is_inter() {
             inter::all_to_all_varcount_into(
                 c,
@@ -1043,6 +1157,105 @@ pub trait CommunicatorCollectives: Communicator {
                 recv_displs,
             )
         }
+    }
+
+    /// `MPI_Alltoallw`: this rank sends `send_blocks[j]` of `send` to rank `j` (of the remote
+    /// group, on an intercommunicator), which stores it as `recv_blocks[i]` of its `recv`
+    /// (`i` this rank). Each block has a datatype, a count and a displacement in bytes from
+    /// the start of its buffer ([`TypedBlock`]); zero counts move nothing. The two sides of a
+    /// pair must pack into the same bytes (else [`CommError::Mismatch`] or
+    /// [`CommError::Truncated`] on the receiver).
+    ///
+    /// Every block is checked to lie within its buffer, and the receive blocks not to write
+    /// any byte twice, neither one with another nor one with itself: MPI leaves such receive
+    /// layouts undefined, and here they are [`CommError::InvalidArgument`], before anything
+    /// moves. Every receive and send is posted at once, each block as a layout (packed when
+    /// small, by single copy between the two layouts when large), then all are waited for;
+    /// the block to itself is packed and unpacked locally. Cost: one message per peer each
+    /// way, plus building each block's layout and the receive side's overlap check
+    /// ([`Datatype::overlaps`](crate::datatype::Datatype::overlaps) of all of them together).
+    fn all_to_all_w_into<S: Pod, R: Pod>(
+        &self,
+        send: &[S],
+        send_blocks: &[TypedBlock<'_>],
+        recv: &mut [R],
+        recv_blocks: &[TypedBlock<'_>],
+    ) -> Result<(), CommError> {
+        laid::all_to_all_w_into(
+            self.core(),
+            bytes(send),
+            send_blocks,
+            bytes_mut(recv),
+            recv_blocks,
+        )
+    }
+
+    /// [`all_reduce_into`](Self::all_reduce_into) over views: each side's elements, packed, are
+    /// read as `T`s (a strided column of `f64` reduced as `f64`, a `#[repr(C)]` struct type
+    /// reduced with a [`UserOperation`] over the struct), so each must pack into a whole number
+    /// of `T`s, and the two the same number. `send` is packed into a vector, reduced by the
+    /// slice form's algorithms, and the result unpacked into `recv`: one pack and one unpack
+    /// on top of the slice form's cost.
+    fn all_reduce_view_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &View<'_>,
+        recv: &mut MutView<'_>,
+        op: O,
+    ) -> Result<(), CommError> {
+        let what = "all_reduce_view_into";
+        let send = laid::packed_as::<T>(what, send)?;
+        let mut acc = laid::zeroed_as::<T>(what, recv)?;
+        self.all_reduce_into(&send, &mut acc, op)?;
+        laid::unpack_as(what, recv, &acc)
+    }
+
+    /// [`scan_into`](Self::scan_into) over views, packed and unpacked as in
+    /// [`all_reduce_view_into`](Self::all_reduce_view_into).
+    fn scan_view_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &View<'_>,
+        recv: &mut MutView<'_>,
+        op: O,
+    ) -> Result<(), CommError> {
+        let what = "scan_view_into";
+        let send = laid::packed_as::<T>(what, send)?;
+        let mut acc = laid::zeroed_as::<T>(what, recv)?;
+        self.scan_into(&send, &mut acc, op)?;
+        laid::unpack_as(what, recv, &acc)
+    }
+
+    /// [`exclusive_scan_into`](Self::exclusive_scan_into) over views, packed and unpacked as in
+    /// [`all_reduce_view_into`](Self::all_reduce_view_into); rank 0's `recv` is left unchanged.
+    fn exclusive_scan_view_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &View<'_>,
+        recv: &mut MutView<'_>,
+        op: O,
+    ) -> Result<(), CommError> {
+        let what = "exclusive_scan_view_into";
+        let send = laid::packed_as::<T>(what, send)?;
+        let mut acc = laid::zeroed_as::<T>(what, recv)?;
+        self.exclusive_scan_into(&send, &mut acc, op)?;
+        if self.core().rank() == 0 {
+            return Ok(());
+        }
+        laid::unpack_as(what, recv, &acc)
+    }
+
+    /// [`reduce_scatter_block_into`](Self::reduce_scatter_block_into) over views: `send` packs
+    /// into `size` blocks of as many `T`s as `recv` packs into; packed and unpacked as in
+    /// [`all_reduce_view_into`](Self::all_reduce_view_into).
+    fn reduce_scatter_block_view_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &View<'_>,
+        recv: &mut MutView<'_>,
+        op: O,
+    ) -> Result<(), CommError> {
+        let what = "reduce_scatter_block_view_into";
+        let send = laid::packed_as::<T>(what, send)?;
+        let mut acc = laid::zeroed_as::<T>(what, recv)?;
+        self.reduce_scatter_block_into(&send, &mut acc, op)?;
+        laid::unpack_as(what, recv, &acc)
     }
 
     /// `recv = x0 op x1 op ... op x(n-1)` over every rank's `send`, on every rank (the same bits
@@ -1245,45 +1458,66 @@ impl<C: Communicator + ?Sized> CommunicatorCollectives for C {}
 /// of its group [`crate::topology::PROC_NULL`] (their calls do nothing), and the other group
 /// the root's rank in the root's group.
 pub trait Root {
-    /// Copies the root's `buf` into every rank's `buf`.
-    fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError>;
+    /// Copies the root's `buf` into every rank's `buf`: a binomial tree, or for large buffers on
+    /// more than two ranks a scatter from the root and a ring all-gather. A non-contiguous
+    /// [`MutView`] is packed into scratch memory at the root, broadcast as bytes, and unpacked
+    /// on the other ranks (ranks may mix layouts that pack into the same bytes).
+    fn broadcast_into<B: BufferMut + ?Sized>(&self, buf: &mut B) -> Result<(), CommError>;
 
     /// On the root: gathers every rank's `send` into `recv` in rank order (the remote group's,
-    /// on an intercommunicator, where `send` is not used).
-    fn gather_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError>;
+    /// on an intercommunicator, where `send` is not used); `recv` holds `size` blocks of
+    /// `send`'s length. Linear: the root receives one rank at a time. A non-contiguous view
+    /// travels whole, as a layout (by single copy from where it lies, when large): each rank's
+    /// `send`, and each block of the root's `recv`.
+    fn gather_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
+        &self,
+        send: &S,
+        recv: &mut R,
+    ) -> Result<(), CommError>;
 
     /// On a rank other than the root: contributes `send` to a gather.
-    fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError>;
+    fn gather_into<S: Buffer + ?Sized>(&self, send: &S) -> Result<(), CommError>;
 
-    /// On the root: rank `i`'s `send` lands at `recv[displs[i]..][..counts[i]]`.
-    fn gather_varcount_into_root<T: Pod>(
+    /// On the root: rank `i`'s `send` lands at `recv`'s elements `displs[i]..` (`counts[i]`
+    /// of them). With a [`MutView`], counts and displacements are in elements of its datatype
+    /// (displacements in multiples of its extent), as in `MPI_Gatherv`, and its count must
+    /// cover every block. Moves as [`gather_into_root`](Self::gather_into_root).
+    fn gather_varcount_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
         &self,
-        send: &[T],
-        recv: &mut [T],
+        send: &S,
+        recv: &mut R,
         counts: &[usize],
         displs: &[usize],
     ) -> Result<(), CommError>;
 
     /// On a rank other than the root: contributes `send` to a variable-count gather.
-    fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError>;
+    fn gather_varcount_into<S: Buffer + ?Sized>(&self, send: &S) -> Result<(), CommError>;
 
-    /// On the root: block `i` of `send` (`recv.len()` elements each) goes to rank `i`.
-    fn scatter_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError>;
+    /// On the root: block `i` of `send` (`send` holds `size` blocks of `recv`'s length) goes to
+    /// rank `i`. Every block posted at once; a non-contiguous view travels whole, as a layout,
+    /// as in [`gather_into_root`](Self::gather_into_root).
+    fn scatter_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
+        &self,
+        send: &S,
+        recv: &mut R,
+    ) -> Result<(), CommError>;
 
     /// On a rank other than the root: receives this rank's block of a scatter.
-    fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError>;
+    fn scatter_into<R: BufferMut + ?Sized>(&self, recv: &mut R) -> Result<(), CommError>;
 
-    /// On the root: `send[displs[i]..][..counts[i]]` goes to rank `i`.
-    fn scatter_varcount_into_root<T: Pod>(
+    /// On the root: `send`'s elements `displs[i]..` (`counts[i]` of them) go to rank `i`;
+    /// counts and displacements of a [`View`] as in
+    /// [`gather_varcount_into_root`](Self::gather_varcount_into_root) (`MPI_Scatterv`).
+    fn scatter_varcount_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
         &self,
-        send: &[T],
+        send: &S,
         counts: &[usize],
         displs: &[usize],
-        recv: &mut [T],
+        recv: &mut R,
     ) -> Result<(), CommError>;
 
     /// On a rank other than the root: receives this rank's block of a variable-count scatter.
-    fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError>;
+    fn scatter_varcount_into<R: BufferMut + ?Sized>(&self, recv: &mut R) -> Result<(), CommError>;
 
     /// On the root: `recv = x0 op x1 op ... op x(n-1)` over every rank's `send` (the remote
     /// group's, on an intercommunicator, where `send` is not used).
@@ -1305,37 +1539,76 @@ pub trait Root {
         buf: &mut [T],
         op: O,
     ) -> Result<(), CommError>;
+
+    /// On the root: [`reduce_into_root`](Self::reduce_into_root) over views, each side's
+    /// elements packed and read as `T`s (a whole number of them, the same on both sides), as
+    /// in [`CommunicatorCollectives::all_reduce_view_into`]: `send` packed into a vector,
+    /// reduced by the slice form's algorithms, the result unpacked into `recv`.
+    fn reduce_view_into_root<T: Pod, O: Operation<T>>(
+        &self,
+        send: &View<'_>,
+        recv: &mut MutView<'_>,
+        op: O,
+    ) -> Result<(), CommError> {
+        let what = "reduce_view_into_root";
+        let send = laid::packed_as::<T>(what, send)?;
+        let mut acc = laid::zeroed_as::<T>(what, recv)?;
+        self.reduce_into_root(&send, &mut acc, op)?;
+        laid::unpack_as(what, recv, &acc)
+    }
+
+    /// On a rank other than the root: contributes `send`'s elements, packed and read as `T`s,
+    /// to a reduction ([`reduce_view_into_root`](Self::reduce_view_into_root)).
+    fn reduce_view_into<T: Pod, O: Operation<T>>(
+        &self,
+        send: &View<'_>,
+        op: O,
+    ) -> Result<(), CommError> {
+        let send = laid::packed_as::<T>("reduce_view_into", send)?;
+        self.reduce_into(&send, op)
+    }
 }
 
 impl Root for Process<'_> {
-    fn broadcast_into<T: Pod>(&self, buf: &mut [T]) -> Result<(), CommError> {
+    fn broadcast_into<B: BufferMut + ?Sized>(&self, buf: &mut B) -> Result<(), CommError> {
+        let mut buf = elements_mut(buf);
+        let Some(bytes) = buf.bytes_mut() else {
+            return laid::broadcast_into(self, buf);
+        };
         match inter::side(self) {
-            Some(side) => inter::broadcast_into(side, buf),
-            None => self.at_root().broadcast_into(buf),
+            Some(side) => inter::broadcast_into(side, bytes),
+            None => self.at_root().broadcast_into(bytes),
         }
     }
 
-    fn gather_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+    fn gather_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
+        &self,
+        send: &S,
+        recv: &mut R,
+    ) -> Result<(), CommError> {
+        let (send, recv) = (elements(send), elements_mut(recv));
         match inter::side(self) {
             Some(side) => inter::gather_into(side, send, recv),
             None => self.at_root().gather_into_root(send, recv),
         }
     }
 
-    fn gather_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
+    fn gather_into<S: Buffer + ?Sized>(&self, send: &S) -> Result<(), CommError> {
+        let send = elements(send);
         match inter::side(self) {
-            Some(side) => inter::gather_into(side, send, &mut []),
+            Some(side) => inter::gather_varcount_into(side, send),
             None => self.at_root().gather_into(send),
         }
     }
 
-    fn gather_varcount_into_root<T: Pod>(
+    fn gather_varcount_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
         &self,
-        send: &[T],
-        recv: &mut [T],
+        send: &S,
+        recv: &mut R,
         counts: &[usize],
         displs: &[usize],
     ) -> Result<(), CommError> {
+        let (send, recv) = (elements(send), elements_mut(recv));
         match inter::side(self) {
             Some(side) => inter::gather_varcount_into_root(side, recv, counts, displs),
             None => self
@@ -1344,34 +1617,38 @@ impl Root for Process<'_> {
         }
     }
 
-    fn gather_varcount_into<T: Pod>(&self, send: &[T]) -> Result<(), CommError> {
-        match inter::side(self) {
-            Some(side) => inter::gather_varcount_into(side, send),
-            None => self.at_root().gather_varcount_into(send),
-        }
+    fn gather_varcount_into<S: Buffer + ?Sized>(&self, send: &S) -> Result<(), CommError> {
+        self.gather_into(send)
     }
 
-    fn scatter_into_root<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<(), CommError> {
+    fn scatter_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
+        &self,
+        send: &S,
+        recv: &mut R,
+    ) -> Result<(), CommError> {
+        let (send, recv) = (elements(send), elements_mut(recv));
         match inter::side(self) {
             Some(side) => inter::scatter_into(side, send, recv),
             None => self.at_root().scatter_into_root(send, recv),
         }
     }
 
-    fn scatter_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
+    fn scatter_into<R: BufferMut + ?Sized>(&self, recv: &mut R) -> Result<(), CommError> {
+        let recv = elements_mut(recv);
         match inter::side(self) {
-            Some(side) => inter::scatter_into(side, &[], recv),
+            Some(side) => inter::scatter_varcount_into(side, recv),
             None => self.at_root().scatter_into(recv),
         }
     }
 
-    fn scatter_varcount_into_root<T: Pod>(
+    fn scatter_varcount_into_root<S: Buffer + ?Sized, R: BufferMut + ?Sized>(
         &self,
-        send: &[T],
+        send: &S,
         counts: &[usize],
         displs: &[usize],
-        recv: &mut [T],
+        recv: &mut R,
     ) -> Result<(), CommError> {
+        let (send, recv) = (elements(send), elements_mut(recv));
         match inter::side(self) {
             Some(side) => inter::scatter_varcount_into_root(side, send, counts, displs),
             None => self
@@ -1380,11 +1657,8 @@ impl Root for Process<'_> {
         }
     }
 
-    fn scatter_varcount_into<T: Pod>(&self, recv: &mut [T]) -> Result<(), CommError> {
-        match inter::side(self) {
-            Some(side) => inter::scatter_varcount_into(side, recv),
-            None => self.at_root().scatter_varcount_into(recv),
-        }
+    fn scatter_varcount_into<R: BufferMut + ?Sized>(&self, recv: &mut R) -> Result<(), CommError> {
+        self.scatter_into(recv)
     }
 
     fn reduce_into_root<T: Pod, O: Operation<T>>(

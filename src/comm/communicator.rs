@@ -497,6 +497,59 @@ impl CommCore {
             .post_receive(want, RecvBuf::plain(buf.as_mut_ptr(), buf.len()))
     }
 
+    /// Posts a collective's send of `message`, contiguous or laid out by a datatype (which moves
+    /// as point to point moves it: packed when small, by single copy from where it lies when
+    /// large and its pieces are).
+    ///
+    /// # Safety
+    /// The message's memory must stay alive and unchanged until the request finishes.
+    pub(crate) unsafe fn post_send_message_reserved(
+        &self,
+        rank: Rank,
+        tag: Tag,
+        message: &Outgoing,
+    ) -> Result<ReqId, CommError> {
+        let dest = self.world_of(rank)?;
+        let mut engine = self.rt.engine();
+        match message {
+            &Outgoing::Bytes { ptr, len } => {
+                // SAFETY: the caller's contract.
+                let data = unsafe { std::slice::from_raw_parts(ptr, len) };
+                engine.post_send(dest, self.coll_context(), tag, SendBuf::of(data), false)
+            }
+            // SAFETY: the caller's contract.
+            Outgoing::Laid(placed) => unsafe {
+                engine.post_laid_send(dest, self.coll_context(), tag, placed, false)
+            },
+        }
+    }
+
+    /// Posts a collective's receive into `buf` (contiguous, or a layout that is staged or filled
+    /// directly by single copy) from `rank` with exactly `tag`.
+    ///
+    /// # Safety
+    /// `buf`'s memory must stay alive and otherwise unused until the request finishes.
+    pub(crate) unsafe fn post_receive_message_reserved(
+        &self,
+        rank: Rank,
+        tag: Tag,
+        buf: Incoming,
+    ) -> Result<ReqId, CommError> {
+        let want = Want {
+            context: self.coll_context(),
+            source: Some(self.world_of(rank)?),
+            tag: Some(tag),
+        };
+        let mut engine = self.rt.engine();
+        match buf {
+            Incoming::Bytes { ptr, len } => engine.post_receive(want, RecvBuf::plain(ptr, len)),
+            Incoming::Laid(target) => {
+                let (recv, extra) = engine.scatter_for(target);
+                engine.post_receive_with(want, recv, Some(extra))
+            }
+        }
+    }
+
     /// Receives a collective's message from `rank` into `buf`, returning once it has; one that
     /// arrived early needs no request. For receives that usually find their message early (a
     /// broadcast's: 2 ranks, 8 B, 0.057 µs a call with a request, 0.039 without); in exchanges,
