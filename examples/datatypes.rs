@@ -19,7 +19,7 @@ fn value(row: usize, col: usize) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let universe = onecopy::initialize()?;
+    let universe = onecopy::initialize().ok_or("run me with `onecopy run`")?;
     let world = universe.world();
     let (rank, size) = (world.rank() as usize, world.size() as usize);
     // Columns 1..=OWN are this rank's global columns rank * OWN ..; 0 and OWN + 1 are ghosts.
@@ -34,12 +34,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let right = world.process_at_rank(((rank + 1) % size) as i32);
     // A column is the datatype applied from its first element on; even ranks send first, odd
     // ones receive first, so that no ring of blocking sends waits on itself.
-    let mut exchange = |send_col: usize, to: &onecopy::Process, recv_col: usize, from: &onecopy::Process, tag| -> Result<(), Box<dyn std::error::Error>> {
+    let mut exchange = |send_col: usize,
+                        to: &onecopy::Process,
+                        recv_col: usize,
+                        from: &onecopy::Process,
+                        tag|
+     -> Result<(), Box<dyn std::error::Error>> {
         for turn in 0..2 {
             if (turn == 0) == (rank % 2 == 0) {
-                to.send_with_tag(&View::with_count_and_datatype(&grid[send_col..], 1, &column)?, tag)?;
+                to.send_with_tag(
+                    &View::with_count_and_datatype(&grid[send_col..], 1, &column)?,
+                    tag,
+                )?;
             } else {
-                let mut ghost = MutView::with_count_and_datatype(&mut grid[recv_col..], 1, &column)?;
+                let mut ghost =
+                    MutView::with_count_and_datatype(&mut grid[recv_col..], 1, &column)?;
                 from.receive_into_with_tag(&mut ghost, tag)?;
             }
         }
@@ -52,7 +61,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let right_col = ((rank + 1) * OWN) % (size * OWN);
     for row in 0..ROWS {
         assert_eq!(grid[row * WIDTH], value(row, left_col), "row {row}");
-        assert_eq!(grid[row * WIDTH + OWN + 1], value(row, right_col), "row {row}");
+        assert_eq!(
+            grid[row * WIDTH + OWN + 1],
+            value(row, right_col),
+            "row {row}"
+        );
     }
     world.barrier()?;
     if rank == 0 {
