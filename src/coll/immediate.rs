@@ -243,6 +243,33 @@ fn invalid(what: impl Into<String>) -> CommError {
     CommError::InvalidArgument(what.into())
 }
 
+/// Starts an inclusive (`exclusive`: exclusive) scan of `send` into `recv`.
+fn start_scan<'a, S: Scope<'a>, T: Pod, O: Operation<T> + 'a>(
+    c: &Rc<CommCore>,
+    scope: S,
+    send: &'a [T],
+    recv: &'a mut [T],
+    op: O,
+    exclusive: bool,
+) -> Result<Request<'a, S>, CommError> {
+    let what = if exclusive {
+        "immediate_exclusive_scan_into"
+    } else {
+        "immediate_scan_into"
+    };
+    intra(c, what)?;
+    let mut plan = Plan::new(c, if exclusive { kind::EXSCAN } else { kind::SCAN });
+    check_same_length(what, send, recv)?;
+    scan(
+        &mut plan,
+        Span::of(send),
+        Span::of_mut(recv),
+        &Rc::new(op),
+        exclusive,
+    )?;
+    Ok(plan.start(scope))
+}
+
 /// An error for an intercommunicator, which these collectives do not support yet.
 fn intra(comm: &CommCore, what: &str) -> Result<(), CommError> {
     if comm.is_inter() {
@@ -729,18 +756,7 @@ pub trait ImmediateCollectives: Communicator {
         recv: &'a mut [T],
         op: O,
     ) -> Result<Request<'a, S>, CommError> {
-        let c = self.core();
-        intra(c, "immediate_scan_into")?;
-        let mut plan = Plan::new(c, kind::SCAN);
-        check_same_length("immediate_scan_into", send, recv)?;
-        scan(
-            &mut plan,
-            Span::of(send),
-            Span::of_mut(recv),
-            &Rc::new(op),
-            false,
-        )?;
-        Ok(plan.start(scope))
+        start_scan(self.core(), scope, send, recv, op, false)
     }
 
     /// Starts an exclusive scan (`MPI_Iexscan`): rank r's `recv = x0 op ... op x(r-1)`; rank
@@ -752,18 +768,7 @@ pub trait ImmediateCollectives: Communicator {
         recv: &'a mut [T],
         op: O,
     ) -> Result<Request<'a, S>, CommError> {
-        let c = self.core();
-        intra(c, "immediate_exclusive_scan_into")?;
-        let mut plan = Plan::new(c, kind::EXSCAN);
-        check_same_length("immediate_exclusive_scan_into", send, recv)?;
-        scan(
-            &mut plan,
-            Span::of(send),
-            Span::of_mut(recv),
-            &Rc::new(op),
-            true,
-        )?;
-        Ok(plan.start(scope))
+        start_scan(self.core(), scope, send, recv, op, true)
     }
 
     /// Starts a reduce-scatter of equal blocks (`MPI_Ireduce_scatter_block`): `send` holds
