@@ -24,6 +24,17 @@ pub enum ReduceStep {
     Fused,
 }
 
+/// Where `auto` looks for its measured table ([`crate::transport::auto`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TuneFile {
+    /// `$XDG_CACHE_HOME/onecopy/tune.json`, else `~/.cache/onecopy/tune.json`.
+    Default,
+    /// This file.
+    At(std::path::PathBuf),
+    /// None: the built-in table.
+    Off,
+}
+
 /// Where each rank runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bind {
@@ -86,9 +97,15 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "ONECOPY_CMA_THRESHOLD",
-        default: "134217728",
+        default: "unset",
         range: "0 to 2^64-1",
-        meaning: "transport auto: rendezvous messages this large or larger use single copy",
+        meaning: "transport auto: instead of the measured table, rendezvous messages this large or larger use cma-split and shorter ones stream through shared memory",
+    },
+    Setting {
+        name: "ONECOPY_TUNE_FILE",
+        default: "$XDG_CACHE_HOME/onecopy/tune.json",
+        range: "a path, or none",
+        meaning: "transport auto: the table of mechanisms per size and pattern that `onecopy tune` measured (else ~/.cache/onecopy/tune.json); none: the built-in table",
     },
     Setting {
         name: "ONECOPY_LAYOUT_SEND_PIECE_BYTES",
@@ -167,8 +184,10 @@ pub struct Config {
     pub ring_cells: usize,
     /// `ONECOPY_CMA_CHUNK_BYTES`.
     pub cma_chunk_bytes: usize,
-    /// `ONECOPY_CMA_THRESHOLD`.
-    pub cma_threshold_bytes: usize,
+    /// `ONECOPY_CMA_THRESHOLD`: `None` when unset (the table decides).
+    pub cma_threshold_bytes: Option<usize>,
+    /// `ONECOPY_TUNE_FILE`.
+    pub tune_file: TuneFile,
     /// `ONECOPY_LAYOUT_SEND_PIECE_BYTES`.
     pub layout_send_piece_bytes: usize,
     /// `ONECOPY_LAYOUT_RECV_PIECE_BYTES`.
@@ -190,11 +209,6 @@ pub struct Config {
 /// Bytes per CMA system call by default. One call over a whole large buffer is slower than the
 /// same bytes in pieces that leave the other side something to overlap with (BENCHMARKS.md).
 pub const DEFAULT_CMA_CHUNK_BYTES: usize = 1 << 20;
-
-/// In `auto` mode, rendezvous messages of at least this many bytes use single copy
-/// (`cma-split`); shorter ones are streamed through shared memory, which measured faster for them
-/// between two ranks on the reference machine (BENCHMARKS.md).
-pub const DEFAULT_CMA_THRESHOLD: usize = 128 << 20;
 
 /// Large messages laid out in pieces of at least this many bytes (on average) are read by
 /// single copy where they lie; smaller pieces are packed as they stream: the kernel pins each
@@ -219,7 +233,8 @@ impl Default for Config {
             eager_slots: 4,
             ring_cells: 1024,
             cma_chunk_bytes: DEFAULT_CMA_CHUNK_BYTES,
-            cma_threshold_bytes: DEFAULT_CMA_THRESHOLD,
+            cma_threshold_bytes: None,
+            tune_file: TuneFile::Default,
             layout_send_piece_bytes: DEFAULT_LAYOUT_SEND_PIECE_BYTES,
             layout_recv_piece_bytes: DEFAULT_LAYOUT_RECV_PIECE_BYTES,
             pipe_bytes: 1 << 20,
@@ -276,10 +291,20 @@ impl Config {
             &mut c.cma_chunk_bytes,
             number("ONECOPY_CMA_CHUNK_BYTES", 4096, 1 << 30)?,
         );
-        set(
-            &mut c.cma_threshold_bytes,
-            number("ONECOPY_CMA_THRESHOLD", 0, usize::MAX)?,
-        );
+        c.cma_threshold_bytes = number("ONECOPY_CMA_THRESHOLD", 0, usize::MAX)?;
+        if let Some(text) = lookup("ONECOPY_TUNE_FILE") {
+            c.tune_file = match text.trim() {
+                "none" => TuneFile::Off,
+                "" => {
+                    return Err(ConfigError {
+                        name: "ONECOPY_TUNE_FILE",
+                        value: text,
+                        why: "must be a path or none".into(),
+                    });
+                }
+                path => TuneFile::At(path.into()),
+            };
+        }
         set(
             &mut c.layout_send_piece_bytes,
             number("ONECOPY_LAYOUT_SEND_PIECE_BYTES", 0, usize::MAX)?,

@@ -29,6 +29,7 @@ mod plot;
 mod progress;
 mod sizes;
 mod timing;
+pub mod tune;
 
 use serde::{Deserialize, Deserializer, Serialize};
 

@@ -67,6 +67,36 @@ enum Command {
     /// the signal that killed it (or that interrupted the launcher); 2 usage error; 127 PROG not
     /// found; 126 PROG not executable; 1 other launcher errors.
     Run(RunArgs),
+    /// Measure which mechanism `auto` should choose per message size and pattern on this
+    /// machine, and cache the choice for every later job (see `--show` and `--reset`).
+    Tune(TuneArgs),
+}
+
+#[derive(clap::Args)]
+struct TuneArgs {
+    /// Print the cached table and its measurements; measure nothing.
+    #[arg(long, conflicts_with = "reset")]
+    show: bool,
+    /// Remove the cache, so that `auto` uses its built-in table again.
+    #[arg(long)]
+    reset: bool,
+    /// The cache file [default: ONECOPY_TUNE_FILE, else $XDG_CACHE_HOME/onecopy/tune.json, else
+    /// ~/.cache/onecopy/tune.json].
+    #[arg(long)]
+    file: Option<std::path::PathBuf>,
+    /// Size classes to measure, comma-separated, K/M/G meaning KiB/MiB/GiB [default:
+    /// 128K,512K,2M,8M,32M].
+    #[arg(long, value_parser = parse_sizes)]
+    sizes: Option<SizeList>,
+    /// Interleaved rounds; each cell is the median of its rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+    rounds: u64,
+    /// Milliseconds aimed at for each (mechanism, pattern, size) in one round.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    budget_ms: u64,
+    /// Measure and print, but leave the cache as it is.
+    #[arg(long, conflicts_with_all = ["show", "reset"])]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -277,6 +307,7 @@ fn main() -> ExitCode {
             file,
         } => poke(pid, addr, hex, file),
         Command::Run(args) => run(args),
+        Command::Tune(args) => tune(args),
     };
     ExitCode::from(code as u8)
 }
@@ -396,6 +427,145 @@ fn datatype(args: DatatypeArgs) -> i32 {
         Err(e @ onecopy::bench::BenchError::InvalidOption(_)) => fail(e, EXIT_USAGE),
         Err(e) => fail(e, 1),
     }
+}
+
+fn tune(args: TuneArgs) -> i32 {
+    use onecopy::bench::{Progress, tune};
+    use onecopy::config::{Config, TuneFile};
+    use onecopy::transport::auto::{self, AutoTable, Machine, Tuned};
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(e, EXIT_USAGE),
+    };
+    let path = match (args.file, &config.tune_file) {
+        (Some(p), _) => p,
+        (None, TuneFile::At(p)) => p.clone(),
+        (None, TuneFile::Off) => {
+            return fail(
+                "ONECOPY_TUNE_FILE=none: no cache to use; name one with --file",
+                EXIT_USAGE,
+            );
+        }
+        (None, TuneFile::Default) => match auto::default_path() {
+            Some(p) => p,
+            None => {
+                return fail(
+                    "neither XDG_CACHE_HOME nor HOME is set: name the cache with --file",
+                    EXIT_USAGE,
+                );
+            }
+        },
+    };
+    if args.reset {
+        return match std::fs::remove_file(&path) {
+            Ok(()) => {
+                println!(
+                    "removed {}: auto uses its built-in table again",
+                    path.display()
+                );
+                0
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("no cache at {}: nothing to remove", path.display());
+                0
+            }
+            Err(e) => fail(format!("{}: {e}", path.display()), 1),
+        };
+    }
+    if args.show {
+        let tuned = match Tuned::load(&path) {
+            Ok(t) => t,
+            Err(e) => return fail(e, 1),
+        };
+        let Some(tuned) = tuned else {
+            println!(
+                "no measurement at {}: auto uses its built-in table (run `onecopy tune`)",
+                path.display()
+            );
+            print!("{}", AutoTable::builtin().describe());
+            return 0;
+        };
+        let table = match tuned.table() {
+            Ok(t) => t,
+            Err(e) => return fail(format!("{}: {e}", path.display()), 1),
+        };
+        let age = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(tuned.measured_at);
+        println!(
+            "{}: measured {} ago by onecopy {} on {} ({} CPUs, Linux {})",
+            path.display(),
+            age_text(age),
+            tuned.onecopy,
+            tuned.machine.cpu,
+            tuned.machine.cpus,
+            tuned.machine.kernel
+        );
+        if config.cma_threshold_bytes.is_some() {
+            println!("ONECOPY_CMA_THRESHOLD is set: auto follows it instead of this table");
+        } else if tuned.machine != Machine::this() {
+            println!(
+                "this machine differs (measured on another CPU, CPU count or kernel): auto ignores \
+                 the file here"
+            );
+        }
+        print!("{}", table.describe());
+        if !tuned.cells.is_empty() {
+            println!();
+            print!("{}", tune::describe_cells(&tuned.cells, &table));
+        }
+        return 0;
+    }
+    let mut options = tune::Options {
+        rounds: args.rounds as usize,
+        budget: std::time::Duration::from_millis(args.budget_ms),
+        ..Default::default()
+    };
+    if let Some(SizeList(sizes)) = args.sizes {
+        options.sizes = sizes;
+    }
+    let progress = Progress::new(tune::progress_steps(&options), "tune");
+    let outcome = tune::run(&options, &progress);
+    progress.finish();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e @ onecopy::bench::BenchError::InvalidOption(_)) => return fail(e, EXIT_USAGE),
+        Err(e) => return fail(e, 1),
+    };
+    for m in &outcome.unavailable {
+        println!("{m}: not usable on this machine (the job fell back to shm-copy); not measured");
+    }
+    print!("{}", tune::describe_cells(&outcome.cells, &outcome.table));
+    println!();
+    println!("auto's table:");
+    print!("{}", outcome.table.describe());
+    if args.dry_run {
+        println!("(--dry-run: {} left as it was)", path.display());
+        return 0;
+    }
+    match Tuned::of(Machine::this(), &outcome.table, outcome.cells).save(&path) {
+        Ok(()) => {
+            println!(
+                "saved to {}: every job with transport auto on this machine follows it \
+                 (`onecopy tune --show`, `onecopy tune --reset`)",
+                path.display()
+            );
+            0
+        }
+        Err(e) => fail(e, 1),
+    }
+}
+
+/// `secs` as the largest whole unit: `3 days`, `5 minutes`.
+fn age_text(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s >= 86_400 => (s / 86_400, "day"),
+        s if s >= 3_600 => (s / 3_600, "hour"),
+        s if s >= 60 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn p2p(args: P2pArgs) -> i32 {

@@ -232,6 +232,17 @@ impl CommCore {
         self.rt.engine.borrow().job.mechanism
     }
 
+    /// The table `auto` follows in this job, and where it came from.
+    pub(crate) fn auto_table(
+        &self,
+    ) -> (
+        crate::transport::auto::AutoTable,
+        crate::transport::auto::Source,
+    ) {
+        let engine = self.rt.engine.borrow();
+        (engine.job.auto.clone(), engine.job.auto_source.clone())
+    }
+
     // ----- point to point, in the point-to-point context -----
 
     /// Sends `data` to target rank `rank` and returns once `data` may be reused; a message that
@@ -853,9 +864,21 @@ impl SimpleCommunicator {
         }
     }
 
-    /// How large messages move in this job (the mechanism behind `auto` above its threshold).
+    /// The single-copy mechanism this job probed (`shm-copy` where it has none): with an
+    /// explicit transport, how every large message moves.
     pub fn mode(&self) -> Mechanism {
         self.core.mode()
+    }
+
+    /// The size and pattern → mechanism table large messages follow in this job (with `auto`,
+    /// measured by `onecopy tune` or built in), and where it came from.
+    pub fn auto_table(
+        &self,
+    ) -> (
+        crate::transport::auto::AutoTable,
+        crate::transport::auto::Source,
+    ) {
+        self.core.auto_table()
     }
 
     /// How often this rank has slept while waiting, so far.

@@ -18,6 +18,7 @@ use super::runtime::Runtime;
 use super::{CommError, ring};
 use crate::config::{Bind, Config};
 use crate::shm::Segment;
+use crate::transport::auto::{AutoTable, Source};
 use crate::transport::{Mechanism, TransportChoice};
 use crate::vm::Process;
 
@@ -91,7 +92,6 @@ impl Universe {
             inline: usize::MAX,
             eager: usize::MAX,
             chunk: config.cma_chunk_bytes,
-            cma_threshold: usize::MAX,
             layout_send_piece: config.layout_send_piece_bytes,
             layout_recv_piece: config.layout_recv_piece_bytes,
         };
@@ -100,6 +100,8 @@ impl Universe {
             me: 0,
             peers: vec![None],
             mechanism: Mechanism::ShmCopy,
+            auto: AutoTable::uniform(Mechanism::ShmCopy),
+            auto_source: Source::Builtin(Some("a world of one".into())),
             limits,
             tuning: tuning(&config),
             oversubscribed: false,
@@ -271,7 +273,7 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
     let segment_fd = segment.fd().as_raw_fd();
     let world = layout::World::open(segment, size)?;
     // Settings that do not fit the segment fail here, before this rank waits for anyone.
-    let mut limits = limits(&world.layout, &config)?;
+    let limits = limits(&world.layout, &config)?;
     let (oversubscribed, cpu_of) = bind(rank, size, config.bind)?;
 
     // Admit the launcher and its descendants (the other ranks) as ptracers where Yama restricts
@@ -373,10 +375,20 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
     {
         eprintln!("onecopy: {why}");
     }
-    limits.cma_threshold = match (transport, mechanism) {
-        (_, Mechanism::ShmCopy) => 0,
-        (TransportChoice::Auto, _) => config.cma_threshold_bytes,
-        _ => 0,
+    let (auto, auto_source) = match (transport, mechanism) {
+        (TransportChoice::Auto, m) if m != Mechanism::ShmCopy => {
+            let (table, source) = crate::transport::auto::table_for(&config);
+            if rank == 0
+                && let Source::Builtin(Some(why)) = &source
+            {
+                eprintln!("onecopy: transport auto uses its built-in table: {why}");
+            }
+            (table, source)
+        }
+        _ => (
+            AutoTable::uniform(mechanism),
+            Source::Builtin(Some(format!("transport {mechanism}"))),
+        ),
     };
     let mut spin_across = Vec::new();
     if oversubscribed && !cpu_of.is_empty() {
@@ -390,6 +402,8 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
         me: rank,
         peers,
         mechanism,
+        auto,
+        auto_source,
         limits,
         tuning: tuning(&config),
         oversubscribed,
@@ -512,7 +526,6 @@ fn limits(layout: &Layout, config: &Config) -> Result<Limits, CommError> {
         inline,
         eager,
         chunk: config.cma_chunk_bytes,
-        cma_threshold: 0,
         layout_send_piece: config.layout_send_piece_bytes,
         layout_recv_piece: config.layout_recv_piece_bytes,
     })

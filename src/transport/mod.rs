@@ -17,6 +17,7 @@
 //! (`comm::engine`). Every mechanism but `shm-copy` reaches into the peer's memory and needs
 //! ptrace access to it ([`Mechanism::needs_peer_access`]).
 
+pub mod auto;
 pub mod cma;
 pub mod procmem;
 pub mod shm_copy;

@@ -301,9 +301,9 @@ impl Engine {
                 len,
                 shape,
             };
-            // As a contiguous message of its size would move (under `auto`, streaming below
-            // the single-copy threshold), and only if its pieces are large.
-            if self.job.mechanism_for(len) != Mechanism::ShmCopy
+            // As a contiguous message of its size would move (under `auto`, as the table
+            // says), and only if its pieces are large.
+            if self.job.mechanism_for(len, self.send_pattern()) != Mechanism::ShmCopy
                 && self.pieces_reach(placed, self.job.limits.layout_send_piece)
             {
                 let description = describe(&placed.datatype, placed.count);

@@ -52,6 +52,7 @@ use super::ring::Record;
 use super::wire::kind;
 use super::{CommError, Status};
 use crate::transport::Mechanism;
+use crate::transport::auto::{AutoTable, Pattern, Source};
 use crate::vm::Process;
 
 /// Thresholds, in bytes.
@@ -61,9 +62,6 @@ pub(crate) struct Limits {
     pub eager: usize,
     /// Bytes per single-copy system call.
     pub chunk: usize,
-    /// Rendezvous messages shorter than this are streamed through shared memory even when the
-    /// job's mechanism is another (`auto`); 0 with an explicit transport.
-    pub cma_threshold: usize,
     /// Large non-contiguous sends whose pieces average this many bytes or more are read by
     /// single copy where they lie; others stream packed.
     pub layout_send_piece: usize,
@@ -166,8 +164,15 @@ pub(crate) struct Job {
     pub segment: Segment,
     pub me: usize,
     pub peers: Vec<Option<Process>>,
-    /// How rendezvous messages move (below `limits.cma_threshold`: `shm-copy`).
+    /// The single-copy mechanism the job probed (`shm-copy` where it has none): with an
+    /// explicit transport, the one every rendezvous message takes.
     pub mechanism: Mechanism,
+    /// Per size and pattern, the mechanism a rendezvous message takes: `mechanism` alone with an
+    /// explicit transport; with `auto`, the measured or built-in table, limited to `shm-copy`
+    /// where the probe failed.
+    pub auto: AutoTable,
+    /// Where `auto` came from.
+    pub auto_source: Source,
     pub limits: Limits,
     pub tuning: Tuning,
     /// More ranks than CPUs: waiting ranks yield at once instead of spinning.
@@ -178,13 +183,22 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// The mechanism a rendezvous message of `len` bytes takes.
-    pub fn mechanism_for(&self, len: usize) -> Mechanism {
-        if len < self.limits.cma_threshold {
-            Mechanism::ShmCopy
-        } else {
-            self.mechanism
-        }
+    /// The mechanism a rendezvous message of `len` bytes sent in `pattern` takes.
+    pub fn mechanism_for(&self, len: usize, pattern: Pattern) -> Mechanism {
+        self.auto.choose(len, pattern)
+    }
+
+    /// Whether a request to send may name `how`: streaming always, and otherwise the job's
+    /// mechanism or, in a job whose probe covered CMA, any `cma-*` one (one ptrace check
+    /// admits them all).
+    pub fn accepts(&self, how: Mechanism) -> bool {
+        let cma = |m: Mechanism| {
+            matches!(
+                m,
+                Mechanism::CmaRead | Mechanism::CmaWrite | Mechanism::CmaSplit
+            )
+        };
+        how == Mechanism::ShmCopy || how == self.mechanism || (cma(how) && cma(self.mechanism))
     }
 }
 

@@ -26,6 +26,7 @@ use super::layouts;
 use super::matching::{Body, Envelope, truncated};
 use super::requests::Req;
 use super::{CommError, Engine, RecvBuf, ReqId, SendBuf, Shape, Status, Watch};
+use crate::transport::auto::Pattern;
 use crate::transport::procmem::MemFile;
 use crate::transport::vmsplice::{self, Pipe};
 use crate::transport::{Mechanism, TransportError, cma, shm_copy};
@@ -38,6 +39,10 @@ use crate::vm::{RemoteRange, VmError};
 /// Bytes a combining receive reads from a vmsplice pipe before folding them: whole elements,
 /// as [`Engine::pieces_hold`] checks.
 pub(super) const PIPE_PIECE_BYTES: usize = 64 << 10;
+
+/// The smallest share of a `cma-split` message one side claims at a time: smaller shares cost
+/// more in claims and system calls than the overlap gains.
+const SPLIT_CHUNK_MIN: usize = 64 << 10;
 
 /// The rendezvous state of this rank.
 pub(super) struct Rendezvous {
@@ -171,16 +176,23 @@ impl Engine {
         data: SendBuf,
     ) -> Result<(wire::Rts, Mechanism), CommError> {
         let (how, (layout_addr, layout_len)) = match data.shape {
-            Shape::Bytes => (self.job.mechanism_for(data.len), (std::ptr::null(), 0)),
+            Shape::Bytes => (
+                self.job.mechanism_for(data.len, self.send_pattern()),
+                (std::ptr::null(), 0),
+            ),
             Shape::Gathered => (Mechanism::ShmCopy, (std::ptr::null(), 0)),
-            Shape::Described(at, n) if layouts::moves_layouts(self.job.mechanism) => {
-                (self.job.mechanism, (at, n))
-            }
-            Shape::Described(..) => {
-                return Err(CommError::InvalidArgument(format!(
-                    "a message laid out by a datatype cannot move by {}",
-                    self.job.mechanism
-                )));
+            Shape::Described(at, n) => {
+                let chosen = self.job.mechanism_for(data.len, self.send_pattern());
+                let how = [chosen, self.job.mechanism]
+                    .into_iter()
+                    .find(|&m| layouts::moves_layouts(m))
+                    .ok_or_else(|| {
+                        CommError::InvalidArgument(format!(
+                            "a message laid out by a datatype cannot move by {}",
+                            self.job.mechanism
+                        ))
+                    })?;
+                (how, (at, n))
             }
         };
         let layout_len = u32::try_from(layout_len)
@@ -221,6 +233,29 @@ impl Engine {
         Ok((rts, how))
     }
 
+    /// The bytes each side of a `cma-split` message claims at a time: a quarter of the message
+    /// (in whole pages, at least [`SPLIT_CHUNK_MIN`]), at most the chunk of the settings. A
+    /// message of one chunk would be copied by the receiver alone; in quarters, the sender copies
+    /// its share at the same time (measured: 1 MiB in a window, 12.8 → 23.3 GB/s; one at a
+    /// time, 82 → 52 µs; BENCHMARKS.md, "Point to point: every mechanism beside auto"). Both
+    /// sides compute it from the length alone, so they agree.
+    fn split_chunk(&self, len: usize) -> usize {
+        let most = self.job.limits.chunk;
+        (len / 4)
+            .next_multiple_of(4096)
+            .clamp(SPLIT_CHUNK_MIN.min(most), most)
+    }
+
+    /// The traffic a rendezvous send posted now is part of: others of this rank unfinished, or
+    /// none.
+    pub(super) fn send_pattern(&self) -> Pattern {
+        if self.rdv.sends.is_empty() {
+            Pattern::Single
+        } else {
+            Pattern::Many
+        }
+    }
+
     /// The next rendezvous id for `dest`, if its cursor is not in use by an unfinished send
     /// (it is taken only once the RTS is written).
     fn free_send_id(&self, dest: usize) -> Option<u32> {
@@ -257,8 +292,8 @@ impl Engine {
             None => {
                 return Err(self.protocol(source, format!("RTS for unknown mechanism {}", rts.how)));
             }
-            // Every rank streams, or uses the job's mechanism: nothing else was probed.
-            Some(how) if how != Mechanism::ShmCopy && how != self.job.mechanism => {
+            // Every rank streams, or uses what the job probed: nothing else was.
+            Some(how) if !self.job.accepts(how) => {
                 return Err(self.protocol(
                     source,
                     format!("RTS for {how} in a job that uses {}", self.job.mechanism),
@@ -373,11 +408,22 @@ impl Engine {
         let remote = RemoteRange::new(rts.addr as usize, len);
         // The sender pushes (part of) the message itself, unless the receive combines: there is
         // nothing to combine with in a push, so a combining receive pulls it all.
-        let chunk = self.job.limits.chunk;
         let combining = buf.combine.is_some();
+        // The sender shares the copying of a split message, in chunks of a quarter, unless the
+        // receive combines (it pulls everything itself, in chunks of whole elements), or this
+        // rank has sends of its own in flight (their receivers copy them: both cores are busy
+        // already, and one large pull each copies faster than shares).
+        let shared = how == Mechanism::CmaSplit && !combining && self.rdv.sends.is_empty();
+        let chunk = if shared {
+            self.split_chunk(len)
+        } else {
+            self.job.limits.chunk
+        };
         let pushes = !combining
             && match how {
-                Mechanism::CmaSplit => len > chunk,
+                // Unless this rank has sends of its own in flight: their receivers are
+                // copying them, and the cores are busy already.
+                Mechanism::CmaSplit => shared && len > chunk,
                 Mechanism::CmaWrite => true,
                 _ => false,
             };
@@ -581,7 +627,11 @@ impl Engine {
         if cts.len as usize != len || (cts.addr as usize).checked_add(len).is_none() {
             return Err(self.protocol(source, "CTS names a buffer of the wrong size"));
         }
-        let chunk = self.job.limits.chunk;
+        let chunk = if how == Mechanism::CmaSplit {
+            self.split_chunk(len)
+        } else {
+            self.job.limits.chunk
+        };
         let cursor = &self
             .job
             .segment
