@@ -79,9 +79,9 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "ONECOPY_EAGER_SLOTS",
-        default: "4",
+        default: "64, fewer from 7 ranks on",
         range: "1 to 1024",
-        meaning: "eager slots per ordered pair of ranks",
+        meaning: "eager slots per ordered pair of ranks; by default as many as keep all slots of the job within 128 MiB, 4 to 64",
     },
     Setting {
         name: "ONECOPY_RING_CELLS",
@@ -178,8 +178,9 @@ pub struct Config {
     pub eager_limit_bytes: Option<usize>,
     /// `ONECOPY_EAGER_SLOT_BYTES`, rounded up to a multiple of 64.
     pub eager_slot_bytes: usize,
-    /// `ONECOPY_EAGER_SLOTS`.
-    pub eager_slots: usize,
+    /// `ONECOPY_EAGER_SLOTS`: `None` when unset (the job's size decides,
+    /// [`default_eager_slots`]).
+    pub eager_slots: Option<usize>,
     /// `ONECOPY_RING_CELLS`.
     pub ring_cells: usize,
     /// `ONECOPY_CMA_CHUNK_BYTES`.
@@ -220,6 +221,20 @@ pub const DEFAULT_LAYOUT_SEND_PIECE_BYTES: usize = 4096;
 /// "Derived datatypes").
 pub const DEFAULT_LAYOUT_RECV_PIECE_BYTES: usize = 64;
 
+/// The shared memory the eager slots of a job may take by default, all pairs together.
+pub const EAGER_SLOTS_BUDGET: usize = 128 << 20;
+
+/// Eager slots per ordered pair of ranks when `ONECOPY_EAGER_SLOTS` is unset: as many as keep
+/// every pair's slots within [`EAGER_SLOTS_BUDGET`], from 4 to 64. A sender may run a whole
+/// window of eager messages ahead of its receiver only if the window fits in the slots:
+/// measured between two ranks at 64 KiB, a window of 64 sends moved at 7.0 GB/s with 4 slots,
+/// 10.3 with 16 and 25.8 with 64, and one message at a time took 11.2 µs with 4 and 6.1 with
+/// 16 (BENCHMARKS.md, "Thresholds and defaults").
+pub fn default_eager_slots(ranks: usize, slot_bytes: usize) -> usize {
+    let pairs = (ranks * ranks.saturating_sub(1)).max(1);
+    (EAGER_SLOTS_BUDGET / pairs / slot_bytes.max(1)).clamp(4, 64)
+}
+
 /// Messages up to this many bytes travel inside the ring record by default.
 pub const DEFAULT_INLINE_LIMIT: usize = 1024;
 
@@ -230,7 +245,7 @@ impl Default for Config {
             inline_limit_bytes: None,
             eager_limit_bytes: None,
             eager_slot_bytes: 64 << 10,
-            eager_slots: 4,
+            eager_slots: None,
             ring_cells: 1024,
             cma_chunk_bytes: DEFAULT_CMA_CHUNK_BYTES,
             cma_threshold_bytes: None,
@@ -282,7 +297,7 @@ impl Config {
             number("ONECOPY_EAGER_SLOT_BYTES", 4096, 16 << 20)?,
         );
         c.eager_slot_bytes = c.eager_slot_bytes.next_multiple_of(64);
-        set(&mut c.eager_slots, number("ONECOPY_EAGER_SLOTS", 1, 1024)?);
+        c.eager_slots = number("ONECOPY_EAGER_SLOTS", 1, 1024)?;
         set(
             &mut c.ring_cells,
             number("ONECOPY_RING_CELLS", 64, 1 << 20)?,

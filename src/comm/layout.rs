@@ -96,7 +96,9 @@ impl Layout {
         let layout = Layout {
             ranks,
             ring_cells: config.ring_cells,
-            eager_slots: config.eager_slots,
+            eager_slots: config.eager_slots.unwrap_or_else(|| {
+                crate::config::default_eager_slots(ranks, config.eager_slot_bytes)
+            }),
             eager_slot_bytes: config.eager_slot_bytes.next_multiple_of(CELL),
         };
         layout.checked_bytes().ok_or_else(|| {
