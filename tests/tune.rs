@@ -219,9 +219,9 @@ fn tune_measures_saves_shows_and_resets() {
     let tuned = Tuned::load(&path).expect("load").expect("written");
     assert_eq!(tuned.machine, Machine::this());
     let table = tuned.table().expect("a usable table");
-    // Every mechanism this machine allows was measured at both sizes, in both patterns.
+    // Every mechanism this machine allows was measured at both sizes, in all three tests.
     let usable = 4 - stdout.matches("not usable").count();
-    assert_eq!(tuned.cells.len(), usable * 2 * 2, "{stdout}");
+    assert_eq!(tuned.cells.len(), usable * 2 * 3, "{stdout}");
     for c in &tuned.cells {
         assert!(c.value.is_finite() && c.value > 0.0, "{c:?}");
     }

@@ -1,7 +1,8 @@
 //! `onecopy tune`: measures, on this machine, every mechanism `auto` may choose per message
 //! ([`crate::transport::auto::CANDIDATES`]) at each size class, one message at a time (the
-//! latency ping-pong of [`super::p2p`]) and in a window (its bandwidth test), and chooses the
-//! table `auto` follows from then on ([`crate::transport::auto::choose_table`]).
+//! latency ping-pong of [`super::p2p`]) and in windows (its bandwidth tests, one way and both
+//! ways), and chooses the table `auto` follows from then on
+//! ([`crate::transport::auto::choose_table`]).
 //!
 //! The mechanisms are measured in interleaved rounds, each round in another order, and every
 //! cell is the median of its rounds: a neighbour that steals the CPU for a while spoils one
@@ -42,7 +43,7 @@ impl Default for Options {
 
 /// Steps of progress [`run`] reports.
 pub fn progress_steps(o: &Options) -> u64 {
-    (o.rounds * CANDIDATES.len() * 2 * o.sizes.len()) as u64
+    (o.rounds * CANDIDATES.len() * 3 * o.sizes.len()) as u64
 }
 
 /// What a tuning run found.
@@ -63,14 +64,15 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
             "tune needs at least one size and one round".into(),
         ));
     }
-    let mut samples: HashMap<(usize, Pattern, Mechanism), Vec<f64>> = HashMap::new();
+    const TESTS: [Test; 3] = [Test::Latency, Test::Bandwidth, Test::BiBandwidth];
+    let mut samples: HashMap<(usize, &'static str, Mechanism), Vec<f64>> = HashMap::new();
     let mut unavailable = Vec::new();
     for round in 0..o.rounds {
         let mut order = CANDIDATES.to_vec();
         order.rotate_left(round % CANDIDATES.len());
         for m in order {
             if unavailable.contains(&m) {
-                for _ in 0..2 * o.sizes.len() {
+                for _ in 0..TESTS.len() * o.sizes.len() {
                     progress.step(format!("{m} (unavailable)"));
                 }
                 continue;
@@ -78,7 +80,7 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
             let options = p2p::Options {
                 latency_sizes: o.sizes.clone(),
                 bandwidth_sizes: o.sizes.clone(),
-                tests: vec![Test::Latency, Test::Bandwidth],
+                tests: TESTS.to_vec(),
                 transports: vec![m.name().into()],
                 budget: o.budget,
             };
@@ -90,13 +92,11 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
                 continue;
             }
             for r in records {
-                let pattern = if r.bench == Test::Latency.name() {
-                    Pattern::Single
-                } else {
-                    Pattern::Many
+                let Some(test) = TESTS.into_iter().find(|t| t.name() == r.bench) else {
+                    continue;
                 };
                 samples
-                    .entry((r.bytes as usize, pattern, m))
+                    .entry((r.bytes as usize, test.name(), m))
                     .or_default()
                     .push(r.value);
             }
@@ -104,25 +104,28 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
     }
     let mut samples: Vec<_> = samples.into_iter().collect();
     let rank = |m: &Mechanism| CANDIDATES.iter().position(|c| c == m);
-    samples.sort_by_key(|((bytes, pattern, m), _)| (*bytes, *pattern == Pattern::Many, rank(m)));
+    samples.sort_by_key(|((bytes, test, m), _)| (*bytes, *test, rank(m)));
     let cells: Vec<Cell> = samples
         .into_iter()
-        .map(|((bytes, pattern, m), mut values)| {
+        .map(|((bytes, test, m), mut values)| {
+            let single = test == Test::Latency.name();
             let median = super::median(&mut values);
             let (lo, hi) = values.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
                 (lo.min(v), hi.max(v))
             });
             Cell {
                 bytes,
-                pattern: pattern.name().into(),
+                pattern: if single {
+                    Pattern::Single
+                } else {
+                    Pattern::Many
+                }
+                .name()
+                .into(),
+                test: test.into(),
                 mechanism: m.name().into(),
                 value: median,
-                unit: if pattern == Pattern::Single {
-                    "us"
-                } else {
-                    "MB/s"
-                }
-                .into(),
+                unit: if single { "us" } else { "MB/s" }.into(),
                 spread: if median > 0.0 {
                     (hi - lo) / median
                 } else {
@@ -142,7 +145,7 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
 /// The cells as a table: one line per size and pattern, one column per mechanism, the chosen
 /// one marked with `*`.
 pub fn describe_cells(cells: &[Cell], table: &AutoTable) -> String {
-    let mut out = format!("{:>8}  {:>6}", "size", "");
+    let mut out = format!("{:>8}  {:>7}", "size", "test");
     for m in CANDIDATES {
         out += &format!("  {:>14}", m.name());
     }
@@ -151,19 +154,18 @@ pub fn describe_cells(cells: &[Cell], table: &AutoTable) -> String {
     sizes.sort_unstable();
     sizes.dedup();
     for size in sizes {
-        for pattern in Pattern::ALL {
-            out += &format!(
-                "{:>8}  {:>6}",
-                super::format_size(size as u64),
-                pattern.name()
-            );
+        for test in [Test::Latency, Test::Bandwidth, Test::BiBandwidth] {
+            let pattern = if test == Test::Latency {
+                Pattern::Single
+            } else {
+                Pattern::Many
+            };
+            out += &format!("{:>8}  {:>7}", super::format_size(size as u64), test.name());
             let chosen = table.choose(size, pattern);
             for m in CANDIDATES {
                 let text = cells
                     .iter()
-                    .find(|c| {
-                        c.bytes == size && c.pattern == pattern.name() && c.mechanism == m.name()
-                    })
+                    .find(|c| c.bytes == size && c.test == test.name() && c.mechanism == m.name())
                     .map_or("-".to_string(), |c| {
                         format!(
                             "{}{:.1} ±{:.0}%",
@@ -177,7 +179,8 @@ pub fn describe_cells(cells: &[Cell], table: &AutoTable) -> String {
             out.push('\n');
         }
     }
-    out += "single: half round trip of a ping-pong, us; many: a window of 64 sends, MB/s; \
-            * = auto's choice; ± = half the spread of the rounds\n";
+    out += "latency (pattern single): half the round trip of a ping-pong, us; bw and bibw \
+            (pattern many): windows of 64 sends one way and both ways, MB/s; * = auto's choice \
+            for the pattern; ± = half the spread of the rounds\n";
     out
 }

@@ -601,6 +601,27 @@ fn p2p(args: P2pArgs) -> i32 {
     let progress = Progress::new(p2p::progress_steps(&options), "p2p");
     let records = p2p::run(&options, &progress);
     progress.finish();
+    if options.transports.iter().any(|t| t == "auto")
+        && let Ok(config) = onecopy::config::Config::from_env()
+    {
+        let (table, source) = onecopy::transport::auto::table_for(&config);
+        let rows: Vec<String> = table
+            .rows()
+            .iter()
+            .map(|r| {
+                format!(
+                    "from {}: {}/{}",
+                    onecopy::bench::format_size(r.from_bytes as u64),
+                    r.single,
+                    r.many
+                )
+            })
+            .collect();
+        say(&format!(
+            "# auto's table (single/many), {source}: {}",
+            rows.join(", ")
+        ));
+    }
     match records {
         Ok(records) => show(&records, args.format, args.plot, "onecopy bench p2p"),
         Err(e) => fail(e, 1),

@@ -249,13 +249,17 @@ impl Machine {
     }
 }
 
-/// One measured cell: a mechanism's median at one size in one pattern.
+/// One measured cell: a mechanism's median at one size in one test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Message bytes.
     pub bytes: usize,
-    /// `single` (latency of a ping-pong, µs) or `many` (bandwidth of a window, MB/s).
+    /// The pattern the test stands for: `single` (the latency of a ping-pong, µs) or `many`
+    /// (the bandwidth of windows, MB/s).
     pub pattern: String,
+    /// The test: `latency`, `bw` (a window one way) or `bibw` (windows both ways at once).
+    #[serde(default)]
+    pub test: String,
     /// The mechanism.
     pub mechanism: String,
     /// The median over the rounds.
@@ -284,7 +288,7 @@ pub struct Tuned {
 }
 
 /// The cache format's version.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 impl Tuned {
     /// The table of `rows` for this file.
@@ -448,9 +452,13 @@ pub fn table_for(config: &crate::config::Config) -> (AutoTable, Source) {
     }
 }
 
-/// The table chosen from `cells` (medians per size, pattern and mechanism): for each measured
+/// The table chosen from `cells` (medians per size, test and mechanism): for each measured
 /// size and pattern, the fastest mechanism, unless `keep`'s choice there is within `margin`
-/// (0.05: 5%) of it. The margin keeps a second run on a noisy machine from flipping between two
+/// (0.05: 5%) of it. Where a pattern has several tests (`many`: bw and bibw), a mechanism's
+/// score is the mean over the tests of its value over the best value of that test, so each
+/// test weighs the same whatever its unit; a mechanism missing from a test scores 0 there.
+/// Each value counts at the unfavourable end of half its spread (a latency of 10 µs ±20%
+/// as 12 µs), so a mechanism the rounds disagree on wins only by more than its noise. The margin keeps a second run on a noisy machine from flipping between two
 /// mechanisms that measure alike. A size's row starts halfway (geometrically) from the size
 /// below it; the smallest measured size's row starts at 0.
 pub fn choose_table(cells: &[Cell], keep: &AutoTable, margin: f64) -> AutoTable {
@@ -460,21 +468,51 @@ pub fn choose_table(cells: &[Cell], keep: &AutoTable, margin: f64) -> AutoTable 
     let mut rows = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
         let pick = |pattern: Pattern| {
-            let score = |c: &Cell| {
-                // Higher is better for both: bandwidth as it is, latency inverted.
+            let raw = |c: &Cell| {
+                // Higher is better for both: bandwidth as it is, latency inverted; each taken
+                // at the unfavourable end of half its spread, so that a cell the rounds
+                // disagree on cannot win on one lucky round.
+                let doubt = (c.spread / 2.0).clamp(0.0, 0.9);
                 if c.unit == "us" {
-                    1.0 / c.value
+                    1.0 / (c.value * (1.0 + doubt))
                 } else {
-                    c.value
+                    c.value * (1.0 - doubt)
                 }
             };
-            let here: Vec<(Mechanism, f64)> = cells
+            let usable: Vec<(&Cell, Mechanism)> = cells
                 .iter()
                 .filter(|c| c.bytes == size && c.pattern == pattern.name())
                 .filter(|c| c.value.is_finite() && c.value > 0.0)
-                .filter_map(|c| Some((Mechanism::from_name(&c.mechanism)?, score(c))))
-                .filter(|(m, _)| CANDIDATES.contains(m))
+                .filter_map(|c| Some((c, Mechanism::from_name(&c.mechanism)?)))
+                .filter(|(_, m)| CANDIDATES.contains(m))
                 .collect();
+            let mut tests: Vec<&str> = usable.iter().map(|(c, _)| c.test.as_str()).collect();
+            tests.sort_unstable();
+            tests.dedup();
+            let best_of = |test: &str| {
+                usable
+                    .iter()
+                    .filter(|(c, _)| c.test == test)
+                    .map(|(c, _)| raw(c))
+                    .fold(0.0, f64::max)
+            };
+            let mut here: Vec<(Mechanism, f64)> = Vec::new();
+            for &(_, m) in &usable {
+                if here.iter().any(|(h, _)| *h == m) {
+                    continue;
+                }
+                let score = tests
+                    .iter()
+                    .map(|&t| {
+                        usable
+                            .iter()
+                            .find(|(c, cm)| *cm == m && c.test == t)
+                            .map_or(0.0, |(c, _)| raw(c) / best_of(t))
+                    })
+                    .sum::<f64>()
+                    / tests.len() as f64;
+                here.push((m, score));
+            }
             let kept = keep.choose(size, pattern);
             let best = here
                 .iter()
@@ -512,6 +550,12 @@ mod tests {
         Cell {
             bytes,
             pattern: pattern.name().into(),
+            test: if pattern == Pattern::Single {
+                "latency"
+            } else {
+                "bw"
+            }
+            .into(),
             mechanism: m.name().into(),
             value,
             unit: if pattern == Pattern::Single {
@@ -597,6 +641,43 @@ mod tests {
         assert_eq!(t.choose((512 << 10) - 1, Single), CmaRead);
         assert_eq!(t.choose(512 << 10, Single), CmaSplit);
         assert_eq!(t.choose(1 << 30, Many), CmaSplit);
+    }
+
+    #[test]
+    fn a_cell_the_rounds_disagree_on_does_not_win_on_its_median() {
+        use Mechanism::*;
+        let keep = AutoTable::uniform(CmaSplit);
+        let noisy = Cell {
+            spread: 2.1,
+            ..cell(512 << 10, Pattern::Single, ShmCopy, 31.3)
+        };
+        let cells = vec![cell(512 << 10, Pattern::Single, CmaSplit, 53.5), noisy];
+        assert_eq!(
+            choose_table(&cells, &keep, 0.05).choose(512 << 10, Pattern::Single),
+            CmaSplit
+        );
+    }
+
+    #[test]
+    fn every_test_of_a_pattern_weighs_the_same() {
+        use Mechanism::*;
+        let keep = AutoTable::uniform(CmaSplit);
+        let bibw = |m: Mechanism, value: f64| Cell {
+            test: "bibw".into(),
+            ..cell(1 << 20, Pattern::Many, m, value)
+        };
+        // cma-split is 10% wider one way; shm-copy is twice as wide both ways: shm-copy wins
+        // (0.95 against 0.75), whatever the absolute numbers.
+        let cells = vec![
+            cell(1 << 20, Pattern::Many, CmaSplit, 11000.0),
+            cell(1 << 20, Pattern::Many, ShmCopy, 10000.0),
+            bibw(CmaSplit, 10000.0),
+            bibw(ShmCopy, 20000.0),
+        ];
+        assert_eq!(
+            choose_table(&cells, &keep, 0.05).choose(1 << 20, Pattern::Many),
+            ShmCopy
+        );
     }
 
     #[test]
