@@ -109,6 +109,7 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
         .into_iter()
         .map(|((bytes, test, m), mut values)| {
             let single = test == Test::Latency.name();
+            let rounds = values.clone();
             let median = super::median(&mut values);
             let (lo, hi) = values.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
                 (lo.min(v), hi.max(v))
@@ -131,6 +132,7 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
                 } else {
                     0.0
                 },
+                rounds,
             }
         })
         .collect();
