@@ -9,7 +9,7 @@
 //! They are built on the runtime's point-to-point messages in each communicator's collective
 //! context, which no user receive matches, with tags that name the collective and its root.
 //! Every rank must call the same collectives in the same order. The algorithm is chosen from
-//! the rank count and size alone (the table is in BENCHMARKS.md, "Collectives"), so all ranks
+//! the rank count and size alone (the table is in README.md, "Collective algorithms"), so all ranks
 //! choose alike and float reductions are deterministic. Reduction steps combine while copying:
 //! the runtime folds the peer's data into the accumulator as it arrives (see
 //! [`reduce`](mod@reduce)).

@@ -100,9 +100,10 @@ pub enum TableError {
 
 impl AutoTable {
     /// The table without a measurement: single copy with both sides copying (`cma-split`) for
-    /// every rendezvous message. Measured on both machine kinds this project runs on, it was
-    /// the fastest or within a few percent of it for one message at a time and for windows of
-    /// them from 64 KiB up (BENCHMARKS.md, "Point to point: every mechanism beside auto").
+    /// every rendezvous message. On the reference machine it was the fastest or close to it in
+    /// most size classes and patterns, and the steadiest from round to round; `shm-copy` won
+    /// some classes by more in some rounds and lost by more in others (BENCHMARKS.md, "The
+    /// choice onecopy tune made").
     pub fn builtin() -> AutoTable {
         AutoTable::uniform(Mechanism::CmaSplit)
     }

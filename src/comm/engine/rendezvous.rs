@@ -236,8 +236,8 @@ impl Engine {
     /// The bytes each side of a `cma-split` message claims at a time: a quarter of the message
     /// (in whole pages, at least [`SPLIT_CHUNK_MIN`]), at most the chunk of the settings. A
     /// message of one chunk would be copied by the receiver alone; in quarters, the sender copies
-    /// its share at the same time (measured: 1 MiB in a window, 12.8 → 23.3 GB/s; one at a
-    /// time, 82 → 52 µs; BENCHMARKS.md, "Point to point: every mechanism beside auto"). Both
+    /// its share at the same time (measured: 1 MiB in a window, 12.5 → 18.2 GB/s; one at a
+    /// time, 87.7 → 53.4 µs; BENCHMARKS.md, "Thresholds and defaults"). Both
     /// sides compute it from the length alone, so they agree.
     fn split_chunk(&self, len: usize) -> usize {
         let most = self.job.limits.chunk;
