@@ -378,7 +378,9 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
     let (auto, auto_source) = match (transport, mechanism) {
         (TransportChoice::Auto, m) if m != Mechanism::ShmCopy => {
             let (table, source) = crate::transport::auto::table_for(&config);
+            // A file that cannot be used is worth a line; ONECOPY_TUNE_FILE=none is a choice.
             if rank == 0
+                && config.tune_file != crate::config::TuneFile::Off
                 && let Source::Builtin(Some(why)) = &source
             {
                 eprintln!("onecopy: transport auto uses its built-in table: {why}");
