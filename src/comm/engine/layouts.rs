@@ -274,8 +274,8 @@ impl Engine {
 
     /// Starts sending `count` elements of a non-contiguous layout to `dest`:
     /// - small (an inline or eager message): packed, into memory the request keeps;
-    /// - large, of a size that the job moves by single copy (under `auto`, above
-    ///   `ONECOPY_CMA_THRESHOLD`), with pieces of at least the send threshold: described, and
+    /// - large, of a size that the job moves by single copy (under `auto`, where its table
+    ///   says so), with pieces of at least the send threshold: described, and
     ///   pulled by the receiver straight from where the pieces lie (one iovec element a piece on
     ///   the sender's side, which the kernel pins one by one);
     /// - else streamed through the eager slots, packed chunk by chunk as the slots free, so
