@@ -163,7 +163,10 @@ fn a_file_that_cannot_be_used_leaves_the_builtin_table_and_says_why() {
         tune_file: TuneFile::Off,
         ..Config::default()
     };
-    assert_eq!(auto::table_for(&off).0, AutoTable::builtin());
+    assert_eq!(
+        auto::table_for(&off),
+        (AutoTable::builtin(), TableSource::Off)
+    );
     Tuned::of(Machine::this(), &mixed_table(), vec![])
         .save(&path)
         .unwrap();

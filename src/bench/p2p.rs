@@ -30,7 +30,7 @@ pub const TRANSPORTS: [&str; 7] = [
 ];
 
 /// Which test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Test {
     /// Half round trip, µs.
     Latency,

@@ -41,9 +41,21 @@ impl Default for Options {
     }
 }
 
+/// The tests, and the pattern each stands for.
+const TESTS: [Test; 3] = [Test::Latency, Test::Bandwidth, Test::BiBandwidth];
+
+/// The pattern `test` measures: a ping-pong is one message at a time, the windows are many.
+fn pattern_of(test: Test) -> Pattern {
+    if test == Test::Latency {
+        Pattern::Single
+    } else {
+        Pattern::Many
+    }
+}
+
 /// Steps of progress [`run`] reports.
 pub fn progress_steps(o: &Options) -> u64 {
-    (o.rounds * CANDIDATES.len() * 3 * o.sizes.len()) as u64
+    (o.rounds * CANDIDATES.len() * TESTS.len() * o.sizes.len()) as u64
 }
 
 /// What a tuning run found.
@@ -64,8 +76,7 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
             "tune needs at least one size and one round".into(),
         ));
     }
-    const TESTS: [Test; 3] = [Test::Latency, Test::Bandwidth, Test::BiBandwidth];
-    let mut samples: HashMap<(usize, &'static str, Mechanism), Vec<f64>> = HashMap::new();
+    let mut samples: HashMap<(usize, Test, Mechanism), Vec<f64>> = HashMap::new();
     let mut unavailable = Vec::new();
     for round in 0..o.rounds {
         let mut order = CANDIDATES.to_vec();
@@ -96,7 +107,7 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
                     continue;
                 };
                 samples
-                    .entry((r.bytes as usize, test.name(), m))
+                    .entry((r.bytes as usize, test, m))
                     .or_default()
                     .push(r.value);
             }
@@ -104,11 +115,11 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
     }
     let mut samples: Vec<_> = samples.into_iter().collect();
     let rank = |m: &Mechanism| CANDIDATES.iter().position(|c| c == m);
-    samples.sort_by_key(|((bytes, test, m), _)| (*bytes, *test, rank(m)));
+    samples.sort_by_key(|((bytes, test, m), _)| (*bytes, test.name(), rank(m)));
     let cells: Vec<Cell> = samples
         .into_iter()
         .map(|((bytes, test, m), mut values)| {
-            let single = test == Test::Latency.name();
+            let pattern = pattern_of(test);
             let rounds = values.clone();
             let median = super::median(&mut values);
             let (lo, hi) = values.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
@@ -116,17 +127,16 @@ pub fn run(o: &Options, progress: &Progress) -> Result<Outcome, BenchError> {
             });
             Cell {
                 bytes,
-                pattern: if single {
-                    Pattern::Single
-                } else {
-                    Pattern::Many
-                }
-                .name()
-                .into(),
-                test: test.into(),
+                pattern: pattern.name().into(),
+                test: test.name().into(),
                 mechanism: m.name().into(),
                 value: median,
-                unit: if single { "us" } else { "MB/s" }.into(),
+                unit: if pattern == Pattern::Single {
+                    "us"
+                } else {
+                    "MB/s"
+                }
+                .into(),
                 spread: if median > 0.0 {
                     (hi - lo) / median
                 } else {
@@ -156,12 +166,8 @@ pub fn describe_cells(cells: &[Cell], table: &AutoTable) -> String {
     sizes.sort_unstable();
     sizes.dedup();
     for size in sizes {
-        for test in [Test::Latency, Test::Bandwidth, Test::BiBandwidth] {
-            let pattern = if test == Test::Latency {
-                Pattern::Single
-            } else {
-                Pattern::Many
-            };
+        for test in TESTS {
+            let pattern = pattern_of(test);
             out += &format!("{:>8}  {:>7}", super::format_size(size as u64), test.name());
             let chosen = table.choose(size, pattern);
             for m in CANDIDATES {

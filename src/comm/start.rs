@@ -101,7 +101,7 @@ impl Universe {
             peers: vec![None],
             mechanism: Mechanism::ShmCopy,
             auto: AutoTable::uniform(Mechanism::ShmCopy),
-            auto_source: Source::Builtin(Some("a world of one".into())),
+            auto_source: Source::Transport(Mechanism::ShmCopy),
             limits,
             tuning: tuning(&config),
             oversubscribed: false,
@@ -378,19 +378,15 @@ pub fn join(spec: JobSpec) -> Result<Universe, CommError> {
     let (auto, auto_source) = match (transport, mechanism) {
         (TransportChoice::Auto, m) if m != Mechanism::ShmCopy => {
             let (table, source) = crate::transport::auto::table_for(&config);
-            // A file that cannot be used is worth a line; ONECOPY_TUNE_FILE=none is a choice.
+            // A file that cannot be used is worth a line.
             if rank == 0
-                && config.tune_file != crate::config::TuneFile::Off
                 && let Source::Builtin(Some(why)) = &source
             {
                 eprintln!("onecopy: transport auto uses its built-in table: {why}");
             }
             (table, source)
         }
-        _ => (
-            AutoTable::uniform(mechanism),
-            Source::Builtin(Some(format!("transport {mechanism}"))),
-        ),
+        _ => (AutoTable::uniform(mechanism), Source::Transport(mechanism)),
     };
     let mut spin_across = Vec::new();
     if oversubscribed && !cpu_of.is_empty() {

@@ -405,6 +405,11 @@ pub enum Source {
     Tuned(PathBuf),
     /// Built in: no file, or one that cannot be used (the reason).
     Builtin(Option<String>),
+    /// Built in, as `ONECOPY_TUNE_FILE=none` asks.
+    Off,
+    /// No table to follow: the job moves every large message by this mechanism (an explicit
+    /// transport, or `shm-copy` where single copy is out of reach).
+    Transport(Mechanism),
 }
 
 impl std::fmt::Display for Source {
@@ -414,6 +419,8 @@ impl std::fmt::Display for Source {
             Source::Tuned(p) => write!(f, "measured by `onecopy tune` ({})", p.display()),
             Source::Builtin(None) => f.write_str("built in (no `onecopy tune` measurement)"),
             Source::Builtin(Some(why)) => write!(f, "built in ({why})"),
+            Source::Off => f.write_str("built in (ONECOPY_TUNE_FILE=none)"),
+            Source::Transport(m) => write!(f, "transport {m}"),
         }
     }
 }
@@ -427,12 +434,7 @@ pub fn table_for(config: &crate::config::Config) -> (AutoTable, Source) {
         );
     }
     let path = match &config.tune_file {
-        crate::config::TuneFile::Off => {
-            return (
-                AutoTable::builtin(),
-                Source::Builtin(Some("ONECOPY_TUNE_FILE=none".into())),
-            );
-        }
+        crate::config::TuneFile::Off => return (AutoTable::builtin(), Source::Off),
         crate::config::TuneFile::At(p) => p.clone(),
         crate::config::TuneFile::Default => match default_path() {
             Some(p) => p,

@@ -82,6 +82,15 @@ impl Mechanism {
     pub fn needs_peer_access(self) -> bool {
         self != Mechanism::ShmCopy
     }
+
+    /// Whether it is one of the `cma-*` mechanisms (`process_vm_readv`/`process_vm_writev`),
+    /// which one ptrace check admits alike.
+    pub fn is_cma(self) -> bool {
+        matches!(
+            self,
+            Mechanism::CmaRead | Mechanism::CmaWrite | Mechanism::CmaSplit
+        )
+    }
 }
 
 impl std::fmt::Display for Mechanism {

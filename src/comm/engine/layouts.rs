@@ -153,12 +153,10 @@ fn undescribe(bytes: &[u8]) -> Result<(Datatype, usize), String> {
     Ok((datatype, count))
 }
 
-/// Whether messages of mechanism `how` can move between layouts by single copy.
+/// Whether messages of mechanism `how` can move between layouts by single copy: the `cma-*`
+/// ones, whose calls take iovec lists on both sides.
 pub(crate) fn moves_layouts(how: Mechanism) -> bool {
-    matches!(
-        how,
-        Mechanism::CmaRead | Mechanism::CmaWrite | Mechanism::CmaSplit
-    )
+    how.is_cma()
 }
 
 /// One side of a single-copy transfer: its (address, length) pieces in order.

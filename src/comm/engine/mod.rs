@@ -192,13 +192,9 @@ impl Job {
     /// mechanism or, in a job whose probe covered CMA, any `cma-*` one (one ptrace check
     /// admits them all).
     pub fn accepts(&self, how: Mechanism) -> bool {
-        let cma = |m: Mechanism| {
-            matches!(
-                m,
-                Mechanism::CmaRead | Mechanism::CmaWrite | Mechanism::CmaSplit
-            )
-        };
-        how == Mechanism::ShmCopy || how == self.mechanism || (cma(how) && cma(self.mechanism))
+        how == Mechanism::ShmCopy
+            || how == self.mechanism
+            || (how.is_cma() && self.mechanism.is_cma())
     }
 }
 

@@ -413,7 +413,8 @@ impl Engine {
         // receive combines (it pulls everything itself, in chunks of whole elements), or this
         // rank has sends of its own in flight (their receivers copy them: both cores are busy
         // already, and one large pull each copies faster than shares).
-        let shared = how == Mechanism::CmaSplit && !combining && self.rdv.sends.is_empty();
+        let shared =
+            how == Mechanism::CmaSplit && !combining && self.send_pattern() == Pattern::Single;
         let chunk = if shared {
             self.split_chunk(len)
         } else {
@@ -421,8 +422,6 @@ impl Engine {
         };
         let pushes = !combining
             && match how {
-                // Unless this rank has sends of its own in flight: their receivers are
-                // copying them, and the cores are busy already.
                 Mechanism::CmaSplit => shared && len > chunk,
                 Mechanism::CmaWrite => true,
                 _ => false,
