@@ -111,7 +111,12 @@ def report(spec, sources, out_path, text_path):
     onecopy = spec["onecopy"]
     onecopy_transport = spec.get("onecopy_transport")
     extra_transports = spec.get("onecopy_extra_transports", [])
-    stacks = [s for s in spec["stacks"] if s != onecopy]
+    # The same MPICH-built binary run on onecopy's libmpi.so.12: not a peer; shown after onecopy
+    # with its ratio to the stack whose library it replaces and to onecopy's own API.
+    same = spec.get("same_binary") or {}
+    same_col, same_base = same.get("column"), same.get("against")
+    show_same = same_col in spec["stacks"]
+    stacks = [s for s in spec["stacks"] if s not in (onecopy, same_col)]
     show_onecopy = onecopy in spec["stacks"]
     runs = sorted({r["run"] for r in records})
 
@@ -143,9 +148,15 @@ def report(spec, sources, out_path, text_path):
         title = f"## {name}: {bench.get('what', '')}, {unit} ({bench['better']} is better)"
         if show_onecopy:
             title += f"; {ratio_rule}: above 1 means onecopy is better"
+        if show_same:
+            title += (f"; {same_col}: the {same_base} binary on onecopy's libmpi.so.12, its ratios"
+                      " above 1 when it is better")
         lines.append(title)
         header = ["size"] + stacks + extra_columns
-        header += ([onecopy, "ratio"] if show_onecopy else []) + ["best peer"]
+        header += ([onecopy, "ratio"] if show_onecopy else [])
+        if show_same:
+            header += [same_col, f"vs {same_base}", f"vs {onecopy}"]
+        header += ["best peer"]
         rows = []
         for size in bench["sizes"]:
             row = [size_label(size)]
@@ -168,6 +179,16 @@ def report(spec, sources, out_path, text_path):
                     row.append(f"{ratio:.3g}x")
                 else:
                     row.append("-")
+            if show_same:
+                vals = values.get((same_col, name, size), [])
+                row.append(cell(vals, unit))
+                for base in (same_base, onecopy):
+                    other = values.get((base, name, size), [])
+                    if vals and other and statistics.median(vals) > 0 and statistics.median(other) > 0:
+                        a, b = statistics.median(vals), statistics.median(other)
+                        row.append(f"{(b / a if lower else a / b):.3g}x")
+                    else:
+                        row.append("-")
             row.append(best[1] if best else "-")
             rows.append(row)
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]

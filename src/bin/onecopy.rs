@@ -67,6 +67,14 @@ enum Command {
     /// the signal that killed it (or that interrupted the launcher); 2 usage error; 127 PROG not
     /// found; 126 PROG not executable; 1 other launcher errors.
     Run(RunArgs),
+    /// Start a job as mpiexec does: `onecopy mpiexec -n N PROG ARGS...`, for scripts written for
+    /// mpiexec (the same as `onecopy run`).
+    Mpiexec(RunArgs),
+    /// Compile and link C against onecopy's mpi.h and libmpi.so.12, as mpicc does: the compiler
+    /// is $ONECOPY_CC, else cc; `-show` prints the command instead of running it.
+    Mpicc(CompileArgs),
+    /// `onecopy mpicc` for C++: the compiler is $ONECOPY_CXX, else c++.
+    Mpicxx(CompileArgs),
     /// Measure which mechanism `auto` should choose per message size and pattern on this
     /// machine, and cache the choice for every later job (see `--show` and `--reset`).
     Tune(TuneArgs),
@@ -97,6 +105,17 @@ struct TuneArgs {
     /// Measure and print, but leave the cache as it is.
     #[arg(long, conflicts_with_all = ["show", "reset"])]
     dry_run: bool,
+}
+
+#[derive(clap::Args)]
+struct CompileArgs {
+    /// The compiler's arguments, passed through (`-show`: print the command instead).
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<std::ffi::OsString>,
 }
 
 #[derive(clap::Args)]
@@ -306,7 +325,9 @@ fn main() -> ExitCode {
             hex,
             file,
         } => poke(pid, addr, hex, file),
-        Command::Run(args) => run(args),
+        Command::Run(args) | Command::Mpiexec(args) => run(args),
+        Command::Mpicc(args) => compile(args, "ONECOPY_CC", "cc"),
+        Command::Mpicxx(args) => compile(args, "ONECOPY_CXX", "c++"),
         Command::Tune(args) => tune(args),
     };
     ExitCode::from(code as u8)
@@ -831,10 +852,74 @@ fn run(args: RunArgs) -> i32 {
         tag_output: args.tag_output,
         program,
         args: command.collect(),
+        mpi_library: launch::mpi_library_dir(),
     };
     match launch::run_observed(&opts, |event| say(&format!("onecopy: {event}"))) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => fail(&e, e.exit_code()),
+    }
+}
+
+/// Runs the compiler with onecopy's header and library (as mpicc does).
+fn compile(args: CompileArgs, var: &str, default: &str) -> i32 {
+    use std::ffi::OsString;
+    let Some(dir) = onecopy::launch::mpi_library_dir() else {
+        return fail(
+            format!(
+                "cannot find {} beside this executable; build it with `cargo build` (or set {})",
+                onecopy::launch::MPI_LIBRARY,
+                onecopy::launch::VAR_MPI_LIBRARY_DIR
+            ),
+            1,
+        );
+    };
+    let include = dir.join("include");
+    if !include.join("mpi.h").is_file() {
+        return fail(
+            format!(
+                "cannot find mpi.h in {}; rebuild with `cargo build`",
+                include.display()
+            ),
+            1,
+        );
+    }
+    let compiler = std::env::var_os(var)
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| default.into());
+    let show = args.args.first().is_some_and(|a| a == "-show");
+    let user: Vec<OsString> = args.args.into_iter().skip(show as usize).collect();
+    // Compiling only (or preprocessing): no link flags, as mpicc does.
+    let links = !user
+        .iter()
+        .any(|a| ["-c", "-S", "-E", "-M", "-MM"].iter().any(|f| a == f));
+    let mut full: Vec<OsString> = vec![format!("-I{}", include.display()).into()];
+    full.extend(user);
+    if links {
+        full.push(format!("-L{}", dir.display()).into());
+        full.push(format!("-Wl,-rpath,{}", dir.display()).into());
+        full.push("-lmpi".into());
+    }
+    if show {
+        let words: Vec<String> = std::iter::once(compiler)
+            .chain(full)
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        println!("{}", words.join(" "));
+        return 0;
+    }
+    match std::process::Command::new(&compiler).args(&full).status() {
+        Ok(status) => status.code().unwrap_or(1),
+        Err(e) => fail(
+            format!(
+                "cannot run the compiler {}: {e}",
+                compiler.to_string_lossy()
+            ),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+        ),
     }
 }
 

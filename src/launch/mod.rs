@@ -16,6 +16,9 @@
 //! - Death with the launcher: each rank asks for SIGKILL when the launcher dies
 //!   (`PR_SET_PDEATHSIG`), so no rank survives it, even when the launcher itself is SIGKILLed.
 //! - Stdin: rank 0 reads the launcher's; the others read `/dev/null`.
+//! - With [`RunOptions::mpi_library`]: that folder first on `LD_LIBRARY_PATH`, so that a
+//!   program built against MPICH (its `libmpich.so.12` or `libmpi.so.12`) loads onecopy's
+//!   library instead, and `MPI4PY_LIBMPI` naming the library, for mpi4py.
 //! - Stdout and stderr: the launcher's, shared; with `--tag-output`, every line a rank writes is
 //!   prefixed with `[RANK] ` (`[3] hello`) on the same stream. Lines are never interleaved, a
 //!   last line without a newline gets one, and a line longer than [`MAX_LINE_BYTES`] is cut into
@@ -42,6 +45,7 @@ mod spawn;
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -82,6 +86,10 @@ pub struct RunOptions {
     pub program: OsString,
     /// Its arguments.
     pub args: Vec<OsString>,
+    /// The folder of onecopy's `libmpi.so.12`, put first on every rank's `LD_LIBRARY_PATH` (so
+    /// that a program linked against MPICH's library loads onecopy's) and named by
+    /// `MPI4PY_LIBMPI`; `None` leaves the environment as it is ([`mpi_library_dir`]).
+    pub mpi_library: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -93,8 +101,27 @@ impl RunOptions {
             tag_output: false,
             program: program.into(),
             args: Vec::new(),
+            mpi_library: None,
         }
     }
+}
+
+/// The environment variable that names the folder of onecopy's `libmpi.so.12`, where it is not
+/// beside the `onecopy` executable.
+pub const VAR_MPI_LIBRARY_DIR: &str = "ONECOPY_MPI_LIBRARY_DIR";
+
+/// The file name of onecopy's MPI library (MPICH's SONAME).
+pub const MPI_LIBRARY: &str = "libmpi.so.12";
+
+/// Where onecopy's `libmpi.so.12` is: the folder [`VAR_MPI_LIBRARY_DIR`] names, else the
+/// folder of the running executable (where `cargo build` puts both), if it holds the library.
+pub fn mpi_library_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os(VAR_MPI_LIBRARY_DIR) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => std::env::current_exe().ok()?.parent()?.to_path_buf(),
+    };
+    let dir = dir.canonicalize().ok()?;
+    dir.join(MPI_LIBRARY).is_file().then_some(dir)
 }
 
 /// Parses a rank count as typed by a user: an integer from 1 to [`MAX_RANKS`].

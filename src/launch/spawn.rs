@@ -159,6 +159,15 @@ impl Template<'_> {
             .env(VAR_SEGMENT_FD, self.segment_fd.as_raw_fd().to_string())
             .env(VAR_LAUNCHER_PID, self.launcher.as_raw_nonzero().to_string())
             .env(VAR_TRANSPORT, opts.transport.to_string());
+        if let Some(dir) = &opts.mpi_library {
+            let mut path = dir.as_os_str().to_os_string();
+            if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|p| !p.is_empty()) {
+                path.push(":");
+                path.push(old);
+            }
+            cmd.env("LD_LIBRARY_PATH", path)
+                .env("MPI4PY_LIBMPI", dir.join(super::MPI_LIBRARY));
+        }
         // As mpirun does: rank 0 reads the launcher's stdin, the others read nothing (several
         // readers of one terminal would each get random pieces of it).
         if rank != 0 {
