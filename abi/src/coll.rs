@@ -957,6 +957,9 @@ fn own_block_at(buf: *mut c_void, count: usize, ty: &Ty, at: usize) -> Result<Ve
     Ok(packed)
 }
 
+/// A block of `MPI_Alltoallw`: count, byte displacement, datatype.
+type WBlock = (usize, usize, onecopy::datatype::Datatype);
+
 /// One side of `MPI_Alltoallw`: a datatype, count and byte displacement per rank, and the
 /// bytes the blocks span from the buffer start.
 fn w_blocks(
@@ -965,7 +968,7 @@ fn w_blocks(
     displs: *const c_int,
     types: *const c_int,
     what: &str,
-) -> Result<(Vec<(usize, usize, onecopy::datatype::Datatype)>, usize)> {
+) -> Result<(Vec<WBlock>, usize)> {
     // SAFETY: the program passes one count, displacement and type per rank.
     let (c, d) = unsafe {
         (

@@ -254,8 +254,8 @@ pub fn resolve(s: &state::State, handle: c_int, for_data: bool) -> Result<Ty> {
 fn predefined(handle: c_int) -> Option<Result<Ty>> {
     if handles::is_builtin(Object::Datatype, handle) {
         // MPICH's low byte is an index, unique among the builtins.
-        static BY_INDEX: std::sync::OnceLock<[Option<(c_int, Option<Primitive>)>; 256]> =
-            std::sync::OnceLock::new();
+        type ByIndex = [Option<(c_int, Option<Primitive>)>; 256];
+        static BY_INDEX: std::sync::OnceLock<ByIndex> = std::sync::OnceLock::new();
         let table = BY_INDEX.get_or_init(|| {
             let mut t = [None; 256];
             for &(h, p, _) in BUILTINS {
