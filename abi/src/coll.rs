@@ -154,34 +154,87 @@ fn is_pair(handle: c_int) -> bool {
     matches!(handle as u32, 0x8c000000..=0x8c000004 | 0x4c000816)
 }
 
-/// Runs a user operation over elements of `N` words of `W`.
-fn user<J: Typed>(u: UserOp, datatype: c_int, size: usize, job: J) -> Result {
-    macro_rules! by_size {
-        ($($n:literal => $t:ty),* $(,)?) => {
-            match size {
-                $($n => {
-                    let f = move |left: &[$t], right: &mut [$t]| {
-                        let mut len = left.len() as c_int;
-                        let mut dt = datatype;
-                        // SAFETY: the program's function, given `len` elements of its datatype
-                        // in each buffer (the input is only read).
-                        unsafe { (u.func)(left.as_ptr().cast_mut().cast(), right.as_mut_ptr().cast(), &mut len, &mut dt) };
-                    };
-                    if u.commute {
-                        job.run::<$t, _>(UserOperation::commutative(f))
-                    } else {
-                        job.run::<$t, _>(UserOperation::non_commutative(f))
-                    }
-                })*
-                _ => Err(Error::new(class::UNSUPPORTED_OPERATION, format!("user operations on {size}-byte elements are not supported by onecopy (1, 2, 4, 8, 12, 16, 24 and 32 are)"))),
+/// Runs a user operation over elements of `size` bytes, as arrays of the widest word that
+/// divides the size and the buffers' alignment (`align`), so that the program's function sees
+/// its elements as aligned as it gave them.
+fn user<J: Typed>(u: UserOp, datatype: c_int, size: usize, align: usize, job: J) -> Result {
+    macro_rules! run {
+        ($t:ty) => {{
+            let f = move |left: &[$t], right: &mut [$t]| {
+                let mut len = left.len() as c_int;
+                let mut dt = datatype;
+                // SAFETY: the program's function, given `len` elements of its datatype in each
+                // buffer (the input is only read).
+                unsafe {
+                    (u.func)(
+                        left.as_ptr().cast_mut().cast(),
+                        right.as_mut_ptr().cast(),
+                        &mut len,
+                        &mut dt,
+                    )
+                };
+            };
+            if u.commute {
+                job.run::<$t, _>(UserOperation::commutative(f))
+            } else {
+                job.run::<$t, _>(UserOperation::non_commutative(f))
             }
-        };
+        }};
     }
-    by_size!(1 => u8, 2 => u16, 4 => u32, 8 => u64, 12 => [u32; 3], 16 => [u64; 2], 24 => [u64; 3], 32 => [u64; 4])
+    let word = [8, 4, 2, 1]
+        .into_iter()
+        .find(|&w| size % w == 0 && align % w == 0)
+        .unwrap_or(1);
+    match (word, size / word) {
+        (8, 1) => run!(u64),
+        (8, 2) => run!([u64; 2]),
+        (8, 3) => run!([u64; 3]),
+        (8, 4) => run!([u64; 4]),
+        (8, 6) => run!([u64; 6]),
+        (8, 8) => run!([u64; 8]),
+        (4, 1) => run!(u32),
+        (4, 2) => run!([u32; 2]),
+        (4, 3) => run!([u32; 3]),
+        (4, 4) => run!([u32; 4]),
+        (4, 6) => run!([u32; 6]),
+        (4, 8) => run!([u32; 8]),
+        (4, 12) => run!([u32; 12]),
+        (4, 16) => run!([u32; 16]),
+        (2, 1) => run!(u16),
+        (2, 2) => run!([u16; 2]),
+        (2, 3) => run!([u16; 3]),
+        (2, 4) => run!([u16; 4]),
+        (2, 6) => run!([u16; 6]),
+        (2, 8) => run!([u16; 8]),
+        (1, 1) => run!(u8),
+        (1, 2) => run!([u8; 2]),
+        (1, 3) => run!([u8; 3]),
+        (1, 4) => run!([u8; 4]),
+        (1, 6) => run!([u8; 6]),
+        (1, 8) => run!([u8; 8]),
+        (1, 12) => run!([u8; 12]),
+        (1, 16) => run!([u8; 16]),
+        _ => Err(Error::new(
+            class::UNSUPPORTED_OPERATION,
+            format!(
+                "user operations on {size}-byte elements aligned to {word} are not supported by onecopy (up to 64 bytes in words of 8, 4, 2 or 1 bytes)"
+            ),
+        )),
+    }
+}
+
+/// The alignment the buffers share, up to 8 (null and `MPI_IN_PLACE` do not count).
+pub(crate) fn alignment(buffers: &[*const c_void]) -> usize {
+    buffers
+        .iter()
+        .filter(|p| !p.is_null() && !in_place(**p))
+        .map(|p| 1usize << (*p as usize).trailing_zeros().min(3))
+        .min()
+        .unwrap_or(8)
 }
 
 /// Runs `job` with the Rust type of `datatype` and the operation of `op`.
-pub fn dispatch<J: Typed>(datatype: c_int, op: c_int, job: J) -> Result {
+pub fn dispatch<J: Typed>(datatype: c_int, op: c_int, align: usize, job: J) -> Result {
     let ty = state::with(|s| types::resolve(s, datatype, true))?;
     match op_of(op)? {
         Op::User(u) => {
@@ -199,7 +252,7 @@ pub fn dispatch<J: Typed>(datatype: c_int, op: c_int, job: J) -> Result {
             } else {
                 ty.size()
             };
-            user(u, datatype, size, job)
+            user(u, datatype, size, align, job)
         }
         Op::Builtin(o) if o == 10 || o == 11 => location(o, datatype, &ty, job),
         Op::Builtin(o) => {
@@ -483,6 +536,7 @@ fn reduction(
         dispatch(
             datatype,
             op,
+            alignment(&[send, recv.cast_const()]),
             Reduction {
                 kind,
                 comm: Some(&c),
@@ -602,7 +656,7 @@ mpi_export! {
             }
             // SAFETY: the program passes one count per rank.
             let counts = unsafe { counts(recvcounts, c.size() as usize, "recvcounts")? };
-            dispatch(datatype, op, ReduceScatter { comm: &c, send: sendbuf, recv: recvbuf, counts })
+            dispatch(datatype, op, alignment(&[sendbuf, recvbuf.cast_const()]), ReduceScatter { comm: &c, send: sendbuf, recv: recvbuf, counts })
         })
     }
 
@@ -610,7 +664,7 @@ mpi_export! {
     fn MPI_Reduce_local / PMPI_Reduce_local(inbuf: *const c_void, inoutbuf: *mut c_void, count: c_int, datatype: c_int, op: c_int) -> c_int {
         call("MPI_Reduce_local", None, || {
             let n = types::count(count)?;
-            dispatch(datatype, op, Reduction { kind: Kind::Local, comm: None, send: inbuf, recv: inoutbuf, count: n, recv_count: n })
+            dispatch(datatype, op, alignment(&[inbuf, inoutbuf.cast_const()]), Reduction { kind: Kind::Local, comm: None, send: inbuf, recv: inoutbuf, count: n, recv_count: n })
         })
     }
 

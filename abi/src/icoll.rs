@@ -199,6 +199,7 @@ fn reduction(
         dispatch(
             datatype,
             op,
+            crate::coll::alignment(&[send, recv.cast_const()]),
             Reduction {
                 kind,
                 comm: &c,

@@ -113,3 +113,14 @@ fn a_preloaded_profiler_sees_each_call_of_the_program_once() {
         }
     }
 }
+
+#[test]
+fn a_program_started_without_the_launcher_is_a_world_of_one() {
+    // Built by onecopy's mpicc, the binary finds the library through its rpath.
+    let (_, bin) = binaries("icoll").remove(0);
+    let mut cmd = Command::new(&bin);
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let ran = common::run_with_watchdog(cmd, Duration::from_secs(60));
+    check(&ran, "icoll started alone");
+    assert!(ran.output.contains("[rank 0/1]"), "{}", ran.output);
+}
