@@ -174,6 +174,10 @@ typedef MPI_Comm_delete_attr_function MPI_Delete_function;
 #define MPI_COMM_TYPE_SHARED 1
 #define MPI_ORDER_C 56
 #define MPI_ORDER_FORTRAN 57
+#define MPI_DISTRIBUTE_BLOCK 121
+#define MPI_DISTRIBUTE_CYCLIC 122
+#define MPI_DISTRIBUTE_NONE 123
+#define MPI_DISTRIBUTE_DFLT_DARG (-49767)
 
 #define MPI_MAX_PROCESSOR_NAME 128
 #define MPI_MAX_LIBRARY_VERSION_STRING 8192
@@ -658,6 +662,8 @@ int MPI_Type_commit(MPI_Datatype *datatype);
 int PMPI_Type_commit(MPI_Datatype *datatype);
 int MPI_Type_contiguous(int n, MPI_Datatype oldtype, MPI_Datatype *newtype);
 int PMPI_Type_contiguous(int n, MPI_Datatype oldtype, MPI_Datatype *newtype);
+int MPI_Type_create_darray(int size, int rank, int ndims, const int *gsizes, const int *distribs, const int *dargs, const int *psizes, int order, MPI_Datatype oldtype, MPI_Datatype *newtype);
+int PMPI_Type_create_darray(int size, int rank, int ndims, const int *gsizes, const int *distribs, const int *dargs, const int *psizes, int order, MPI_Datatype oldtype, MPI_Datatype *newtype);
 int MPI_Type_create_hindexed(int n, const int *blocklengths, const MPI_Aint *displacements, MPI_Datatype oldtype, MPI_Datatype *newtype);
 int PMPI_Type_create_hindexed(int n, const int *blocklengths, const MPI_Aint *displacements, MPI_Datatype oldtype, MPI_Datatype *newtype);
 int MPI_Type_create_hindexed_block(int n, int blocklength, const MPI_Aint *displacements, MPI_Datatype oldtype, MPI_Datatype *newtype);

@@ -1081,3 +1081,87 @@ mpi_export! {
         call("MPI_Type_delete_attr", None, || delete_type_attr(datatype, keyval))
     }
 }
+
+/// `MPI_DISTRIBUTE_*` and `MPI_DISTRIBUTE_DFLT_DARG` (MPICH's values).
+const DISTRIBUTE_BLOCK: c_int = 121;
+const DISTRIBUTE_CYCLIC: c_int = 122;
+const DISTRIBUTE_NONE: c_int = 123;
+const DISTRIBUTE_DFLT_DARG: c_int = -49767;
+
+/// The global indices of one dimension that process coordinate `coord` of `procs` holds, as
+/// runs (start, length).
+fn darray_runs(global: usize, distrib: c_int, darg: c_int, procs: usize, coord: usize) -> Result<Vec<(usize, usize)>> {
+    match distrib {
+        DISTRIBUTE_NONE => {
+            if procs != 1 {
+                return Err(Error::new(class::ARG, "MPI_DISTRIBUTE_NONE needs one process in its dimension"));
+            }
+            Ok(vec![(0, global)])
+        }
+        DISTRIBUTE_BLOCK => {
+            let block = if darg == DISTRIBUTE_DFLT_DARG { global.div_ceil(procs) } else { count(darg)? };
+            if block * procs < global {
+                return Err(Error::new(class::ARG, format!("blocks of {block} on {procs} processes do not cover {global} elements")));
+            }
+            let start = (coord * block).min(global);
+            Ok(vec![(start, block.min(global - start))])
+        }
+        DISTRIBUTE_CYCLIC => {
+            let block = if darg == DISTRIBUTE_DFLT_DARG { 1 } else { count(darg)? };
+            if block == 0 {
+                return Err(Error::new(class::ARG, "a cyclic block of 0 elements"));
+            }
+            let mut runs = Vec::new();
+            let mut start = coord * block;
+            while start < global {
+                runs.push((start, block.min(global - start)));
+                start += block * procs;
+            }
+            Ok(runs)
+        }
+        _ => Err(Error::new(class::ARG, format!("distribution {distrib} is not one of MPI_DISTRIBUTE_BLOCK, CYCLIC or NONE"))),
+    }
+}
+
+mpi_export! {
+    /// `MPI_Type_create_darray`: the part of a block-, cyclic- or un-distributed global array
+    /// that process `rank` of a row-major grid of `psizes` holds.
+    fn MPI_Type_create_darray / PMPI_Type_create_darray(size: c_int, rank: c_int, ndims: c_int, gsizes: *const c_int, distribs: *const c_int, dargs: *const c_int, psizes: *const c_int, order: c_int, oldtype: c_int, newtype: *mut c_int) -> c_int {
+        call("MPI_Type_create_darray", None, || {
+            let n = count(ndims)?;
+            // SAFETY: the program passes arrays of `ndims`.
+            let (g, d, a, p) = unsafe { (array(gsizes, n)?, array(distribs, n)?, array(dargs, n)?, array(psizes, n)?) };
+            let (gl, pl) = (lengths(g)?, lengths(p)?);
+            if pl.iter().product::<usize>() != count(size)? || !(0..size).contains(&rank) {
+                return Err(Error::new(class::ARG, format!("rank {rank} of {size} in a grid of {pl:?}")));
+            }
+            // Row-major process coordinates.
+            let mut coords = vec![0; n];
+            let mut r = rank as usize;
+            for k in (0..n).rev() {
+                coords[k] = r % pl[k];
+                r /= pl[k];
+            }
+            let base = old(oldtype)?;
+            let extent = base.extent();
+            // Dimensions from the fastest-varying one.
+            let dims: Vec<usize> = match order {
+                56 => (0..n).rev().collect(),
+                57 => (0..n).collect(),
+                _ => return Err(Error::new(class::ARG, format!("order {order} is neither MPI_ORDER_C nor MPI_ORDER_FORTRAN"))),
+            };
+            let mut t = base.clone();
+            let mut stride = extent;
+            for &k in &dims {
+                let runs = darray_runs(gl[k], d[k], a[k], pl[k], coords[k])?;
+                let inner: Datatype = UserDatatype::resized(&t, 0, stride)?.into();
+                let lens: Vec<usize> = runs.iter().map(|r| r.1).collect();
+                let displs: Vec<isize> = runs.iter().map(|r| r.0 as isize * stride).collect();
+                t = UserDatatype::heterogeneous_indexed(&lens, &displs, &inner)?.into();
+                stride *= gl[k] as isize;
+            }
+            let whole = UserDatatype::resized(&t, 0, stride)?;
+            new_type(whole, combiner::DARRAY, [&[size, rank, ndims][..], g, d, a, p, &[order]].concat(), vec![], &[oldtype], newtype)
+        })
+    }
+}

@@ -217,7 +217,6 @@ unsupported! {
         MPI_Ireduce_scatter / PMPI_Ireduce_scatter,
         MPI_Pack_external / PMPI_Pack_external,
         MPI_Pack_external_size / PMPI_Pack_external_size,
-        MPI_Type_create_darray / PMPI_Type_create_darray,
         MPI_Type_create_f90_complex / PMPI_Type_create_f90_complex,
         MPI_Type_create_f90_integer / PMPI_Type_create_f90_integer,
         MPI_Type_create_f90_real / PMPI_Type_create_f90_real,
