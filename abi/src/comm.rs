@@ -658,9 +658,13 @@ mpi_export! {
         if let Err(e) = known {
             return error::raise("MPI_Comm_call_errhandler", MPI_COMM_WORLD, &e);
         }
-        let class = state::with_any(|s| s.codes.class_of(errorcode)).flatten().unwrap_or(class::UNKNOWN);
-        let text = state::with_any(|s| s.codes.text_of(errorcode)).flatten().unwrap_or_default();
-        error::raise("MPI_Comm_call_errhandler", comm, &Error::new(class, text));
+        let class = state::with_any(|s| s.codes.class_of(errorcode))
+            .flatten()
+            .unwrap_or(class::UNKNOWN);
+        let text = state::with_any(|s| s.codes.text_of(errorcode))
+            .flatten()
+            .unwrap_or_default();
+        error::handle("MPI_Comm_call_errhandler", comm, errorcode, &Error::new(class, text));
         handles::MPI_SUCCESS
     }
 

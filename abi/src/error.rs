@@ -260,15 +260,22 @@ pub fn call(function: &'static str, comm: Option<c_int>, f: impl FnOnce() -> Res
 
 /// Raises `e` from `function` on `comm`: records a code and applies the handler; the code.
 pub fn raise(function: &str, comm: c_int, e: &Error) -> c_int {
-    let (code, handler) = state::with_any(|s| {
-        let code = s.codes.record(function, e);
+    let code = state::with_any(|s| s.codes.record(function, e)).unwrap_or(e.class);
+    handle(function, comm, code, e)
+}
+
+/// Applies `comm`'s error handler to `code` (what `e` says): the code back for
+/// `MPI_ERRORS_RETURN` and user handlers (after calling them), the end of the job for the
+/// fatal ones.
+pub fn handle(function: &str, comm: c_int, code: c_int, e: &Error) -> c_int {
+    let handler = state::with_any(|s| {
         let handler = s.errhandler_of(comm).unwrap_or(MPI_ERRORS_ARE_FATAL);
         let user = handles::direct_index(Object::Errhandler, handler)
             .and_then(|i| s.errhandlers.get(i))
             .map(|h| h.func);
-        (code, (handler, user))
+        (handler, user)
     })
-    .unwrap_or((e.class, (MPI_ERRORS_ARE_FATAL, None)));
+    .unwrap_or((MPI_ERRORS_ARE_FATAL, None));
     match handler {
         (MPI_ERRORS_RETURN, _) => code,
         (_, Some(func)) => {

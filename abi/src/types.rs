@@ -1090,24 +1090,46 @@ const DISTRIBUTE_DFLT_DARG: c_int = -49767;
 
 /// The global indices of one dimension that process coordinate `coord` of `procs` holds, as
 /// runs (start, length).
-fn darray_runs(global: usize, distrib: c_int, darg: c_int, procs: usize, coord: usize) -> Result<Vec<(usize, usize)>> {
+fn darray_runs(
+    global: usize,
+    distrib: c_int,
+    darg: c_int,
+    procs: usize,
+    coord: usize,
+) -> Result<Vec<(usize, usize)>> {
     match distrib {
         DISTRIBUTE_NONE => {
             if procs != 1 {
-                return Err(Error::new(class::ARG, "MPI_DISTRIBUTE_NONE needs one process in its dimension"));
+                return Err(Error::new(
+                    class::ARG,
+                    "MPI_DISTRIBUTE_NONE needs one process in its dimension",
+                ));
             }
             Ok(vec![(0, global)])
         }
         DISTRIBUTE_BLOCK => {
-            let block = if darg == DISTRIBUTE_DFLT_DARG { global.div_ceil(procs) } else { count(darg)? };
+            let block = if darg == DISTRIBUTE_DFLT_DARG {
+                global.div_ceil(procs)
+            } else {
+                count(darg)?
+            };
             if block * procs < global {
-                return Err(Error::new(class::ARG, format!("blocks of {block} on {procs} processes do not cover {global} elements")));
+                return Err(Error::new(
+                    class::ARG,
+                    format!(
+                        "blocks of {block} on {procs} processes do not cover {global} elements"
+                    ),
+                ));
             }
             let start = (coord * block).min(global);
             Ok(vec![(start, block.min(global - start))])
         }
         DISTRIBUTE_CYCLIC => {
-            let block = if darg == DISTRIBUTE_DFLT_DARG { 1 } else { count(darg)? };
+            let block = if darg == DISTRIBUTE_DFLT_DARG {
+                1
+            } else {
+                count(darg)?
+            };
             if block == 0 {
                 return Err(Error::new(class::ARG, "a cyclic block of 0 elements"));
             }
@@ -1119,7 +1141,10 @@ fn darray_runs(global: usize, distrib: c_int, darg: c_int, procs: usize, coord: 
             }
             Ok(runs)
         }
-        _ => Err(Error::new(class::ARG, format!("distribution {distrib} is not one of MPI_DISTRIBUTE_BLOCK, CYCLIC or NONE"))),
+        _ => Err(Error::new(
+            class::ARG,
+            format!("distribution {distrib} is not one of MPI_DISTRIBUTE_BLOCK, CYCLIC or NONE"),
+        )),
     }
 }
 

@@ -128,8 +128,12 @@ fn a_program_started_without_the_launcher_is_a_world_of_one() {
 #[test]
 fn the_same_binary_gives_the_same_layouts_on_mpich_and_on_onecopy() {
     // darray and subarray types, their sizes, extents, envelopes and packed elements.
-    let Some(cc) = common::mpich_tool("mpicc.mpich", "libmpich-dev") else { return };
-    let Some(mpiexec) = common::mpich_tool("mpiexec.mpich", "mpich") else { return };
+    let Some(cc) = common::mpich_tool("mpicc.mpich", "libmpich-dev") else {
+        return;
+    };
+    let Some(mpiexec) = common::mpich_tool("mpiexec.mpich", "mpich") else {
+        return;
+    };
     let bin = common::scratch("c-more-layouts").join("layouts.mpich");
     build("layouts", &[cc.as_os_str()], &[], &bin);
     let mut on_mpich = Command::new(mpiexec);
@@ -138,7 +142,12 @@ fn the_same_binary_gives_the_same_layouts_on_mpich_and_on_onecopy() {
     let ours = common::run_job(1, &bin, &[], Duration::from_secs(60));
     assert_eq!(theirs.code, Some(0), "{}", theirs.output);
     assert_eq!(ours.code, Some(0), "{}", ours.output);
-    let lines = |s: &str| s.lines().filter(|l| l.contains("rank 0:")).map(str::to_string).collect::<Vec<_>>();
+    let lines = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("rank 0:"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     let (t, o) = (lines(&theirs.output), lines(&ours.output));
     assert_eq!(t.len(), 26, "{}", theirs.output);
     for (a, b) in t.iter().zip(&o) {

@@ -267,7 +267,7 @@ static void intercomm(void) {
     ck_begin("comm.intercomm");
     int color = rank % 2;
     int mine = 0, theirs = 0;
-    for (int r = 0; r < size; r++) (r % 2 == color ? mine : theirs)++;
+    for (int r = 0; r < size; r++) *(r % 2 == color ? &mine : &theirs) += 1;
     MPI_Comm local = MPI_COMM_NULL, inter = MPI_COMM_NULL, merged = MPI_COMM_NULL;
     CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, color, rank, &local));
     /* The leaders are world ranks 0 (evens) and 1 (odds). */
