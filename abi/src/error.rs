@@ -2,8 +2,9 @@
 //!
 //! A failing call gets an error code that carries its class and, for `MPI_Error_string`, a
 //! message naming the function and what was wrong. The code goes through the error handler of
-//! the communicator the call was on (of `MPI_COMM_WORLD` for calls on none): by default
-//! `MPI_ERRORS_ARE_FATAL`, which prints the message and ends the job.
+//! the communicator the call was on (of `MPI_COMM_WORLD` for calls on none, or on a handle that
+//! is no communicator): by default `MPI_ERRORS_ARE_FATAL`, which prints the message and ends
+//! the job.
 
 use std::ffi::{c_char, c_int};
 
@@ -269,7 +270,11 @@ pub fn raise(function: &str, comm: c_int, e: &Error) -> c_int {
 /// fatal ones.
 pub fn handle(function: &str, comm: c_int, code: c_int, e: &Error) -> c_int {
     let handler = state::with_any(|s| {
-        let handler = s.errhandler_of(comm).unwrap_or(MPI_ERRORS_ARE_FATAL);
+        // A handle that is no communicator has no handler: the world's takes the error.
+        let handler = s
+            .errhandler_of(comm)
+            .or_else(|| s.errhandler_of(MPI_COMM_WORLD))
+            .unwrap_or(MPI_ERRORS_ARE_FATAL);
         let user = handles::direct_index(Object::Errhandler, handler)
             .and_then(|i| s.errhandlers.get(i))
             .map(|h| h.func);

@@ -1,6 +1,8 @@
-//! C programs for topologies and neighbor collectives, nonblocking collectives and generalized
-//! requests, and profiling through PMPI: built against onecopy's mpi.h and against MPICH's,
-//! each run under `onecopy run` at 1 to 4 ranks, every check of theirs passing.
+//! The C suite: one program per function group (`abi/tests/c/`), each checking its own results
+//! and printing `PASS`/`FAIL` lines, built against onecopy's mpi.h and against MPICH's, each run
+//! under `onecopy run` at 1 to 4 ranks; every check of theirs must pass. Also profiling through
+//! PMPI, a program started without the launcher, and the same binary's layouts on MPICH and on
+//! onecopy.
 
 mod common;
 
@@ -62,6 +64,36 @@ fn run_everywhere(name: &str) {
             check(&ran, &format!("{name} ({header}) on {n} ranks"));
         }
     }
+}
+
+#[test]
+fn environment_errors_strings_info_and_predefined_attributes() {
+    run_everywhere("env");
+}
+
+#[test]
+fn point_to_point_in_every_mode_with_probes_cancel_and_persistent_requests() {
+    run_everywhere("p2p");
+}
+
+#[test]
+fn every_collective_with_every_operation_and_in_place() {
+    run_everywhere("coll");
+}
+
+#[test]
+fn communicators_groups_intercommunicators_attributes_and_error_handlers() {
+    run_everywhere("comm");
+}
+
+#[test]
+fn datatypes_their_bounds_packing_and_derived_layouts_in_messages() {
+    run_everywhere("types");
+}
+
+#[test]
+fn bad_handles_counts_buffers_tags_ranks_and_roots_are_errors_of_their_class() {
+    run_everywhere("badinput");
 }
 
 #[test]

@@ -37,6 +37,10 @@ pub enum ShmError {
     },
 }
 
+/// The largest segment a rank maps with every page present ([`Segment::from_fd`]); larger
+/// ones (hundreds of ranks) are mapped lazily.
+pub const POPULATE_LIMIT: usize = 512 << 20;
+
 /// A shared memory segment: a memfd mapped read-write and shared.
 #[derive(Debug)]
 pub struct Segment {
@@ -83,6 +87,8 @@ impl Segment {
     }
 
     /// Maps an existing memfd (inherited from the process that created it) in full.
+    ///
+    /// Segments of up to [`POPULATE_LIMIT`] bytes are populated at once (`MAP_POPULATE`).
     pub fn from_fd(fd: OwnedFd) -> Result<Segment, ShmError> {
         let file = std::fs::File::from(fd.try_clone().map_err(|source| ShmError::Create {
             bytes: 0,
@@ -97,14 +103,19 @@ impl Segment {
                 source,
             })?
             .len() as usize;
-        let map = memmap2::MmapOptions::new()
-            .len(bytes.max(1))
-            .map_raw(&file)
-            .map_err(|source| ShmError::Create {
-                bytes,
-                op: "mmap",
-                source,
-            })?;
+        let mut options = memmap2::MmapOptions::new();
+        options.len(bytes.max(1));
+        // Up to POPULATE_LIMIT, every page is mapped now (the first rank allocates them): a
+        // rank's first use of an eager slot or ring cell then costs no page fault, where on a VM
+        // one fault costs microseconds and a pair's 64 slots are 4 MiB.
+        if bytes <= POPULATE_LIMIT {
+            options.populate();
+        }
+        let map = options.map_raw(&file).map_err(|source| ShmError::Create {
+            bytes,
+            op: "mmap",
+            source,
+        })?;
         Ok(Segment { fd, map })
     }
 
