@@ -183,7 +183,7 @@ fn user<J: Typed>(u: UserOp, datatype: c_int, size: usize, align: usize, job: J)
     }
     let word = [8, 4, 2, 1]
         .into_iter()
-        .find(|&w| size % w == 0 && align % w == 0)
+        .find(|&w| size.is_multiple_of(w) && align.is_multiple_of(w))
         .unwrap_or(1);
     match (word, size / word) {
         (8, 1) => run!(u64),
