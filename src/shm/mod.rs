@@ -37,8 +37,8 @@ pub enum ShmError {
     },
 }
 
-/// The largest segment a rank maps with every page present ([`Segment::from_fd`]); larger
-/// ones (hundreds of ranks) are mapped lazily.
+/// The largest segment whose pages are allocated when it is created ([`Segment::create`]);
+/// larger ones (hundreds of ranks) get their pages on first use.
 pub const POPULATE_LIMIT: usize = 512 << 20;
 
 /// A shared memory segment: a memfd mapped read-write and shared.
@@ -78,6 +78,14 @@ impl Segment {
             return Err(ShmError::FileSizeLimit { bytes, limit });
         }
         rustix::fs::ftruncate(&fd, bytes as u64).map_err(|e| err("ftruncate")(e.into()))?;
+        // Up to POPULATE_LIMIT, every page is allocated (and zeroed) now, before any rank maps
+        // it: a rank's first use of an eager slot then costs a minor fault, not an allocation,
+        // where on a VM that costs microseconds per page and a pair's 64 slots are 4 MiB. Where
+        // the filesystem refuses, pages come on first use as before.
+        if bytes <= POPULATE_LIMIT {
+            let _ =
+                rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, bytes as u64);
+        }
         let file = std::fs::File::from(fd.try_clone().map_err(err("dup"))?);
         let map = memmap2::MmapOptions::new()
             .len(bytes)
@@ -87,8 +95,7 @@ impl Segment {
     }
 
     /// Maps an existing memfd (inherited from the process that created it) in full.
-    ///
-    /// Segments of up to [`POPULATE_LIMIT`] bytes are populated at once (`MAP_POPULATE`).
+
     pub fn from_fd(fd: OwnedFd) -> Result<Segment, ShmError> {
         let file = std::fs::File::from(fd.try_clone().map_err(|source| ShmError::Create {
             bytes: 0,
