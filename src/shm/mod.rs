@@ -95,7 +95,6 @@ impl Segment {
     }
 
     /// Maps an existing memfd (inherited from the process that created it) in full.
-
     pub fn from_fd(fd: OwnedFd) -> Result<Segment, ShmError> {
         let file = std::fs::File::from(fd.try_clone().map_err(|source| ShmError::Create {
             bytes: 0,
