@@ -56,6 +56,16 @@ fn scratch(len: usize, from: Option<&[u8]>) -> Vec<u64> {
     v
 }
 
+/// Scratch memory of `len` bytes (holding `from` if given) that goes with the request in
+/// `keep`, for the request's life.
+fn kept(keep: &mut Vec<Vec<u64>>, len: usize, from: Option<&[u8]>) -> &'static mut [u8] {
+    let mut v = scratch(len, from);
+    // SAFETY: the block goes into `keep`, which the request holds until it completes.
+    let b = unsafe { scratch_bytes(&mut v, len) };
+    keep.push(v);
+    b
+}
+
 /// The first `len` bytes of scratch memory, for the request's life (the heap block does not
 /// move when the vector does).
 ///
@@ -136,11 +146,7 @@ impl Typed for Reduction<'_> {
             &mut []
         };
         let send: &'static [u8] = if in_place(self.send) {
-            let mut copy = scratch(send_len, Some(&recv[..send_len]));
-            // SAFETY: `copy` goes with the request.
-            let b = unsafe { scratch_bytes(&mut copy, send_len) };
-            keep.push(copy);
-            b
+            kept(&mut keep, send_len, Some(&recv[..send_len]))
         } else {
             // SAFETY: the program lends the buffer until the request completes.
             unsafe { lent(self.send, (0, send_len)) }
@@ -291,11 +297,7 @@ mpi_export! {
                 let send: &'static [u8] = if in_place(sendbuf) {
                     let block = rn * rt.size();
                     let me = c.rank() as usize;
-                    let mut copy = scratch(block, Some(&recv[me * block..(me + 1) * block]));
-                    // SAFETY: `copy` goes with the request.
-                    let b = unsafe { scratch_bytes(&mut copy, block) };
-                    keep.push(copy);
-                    b
+                    kept(&mut keep, block, Some(&recv[me * block..(me + 1) * block]))
                 } else {
                     let st = types::ty(sendtype)?;
                     // SAFETY: the program lends the buffer until the request completes.
@@ -334,11 +336,7 @@ mpi_export! {
                 let recv = unsafe { lent_mut(recvbuf, run_of(recvbuf, span, &Ty::Basic { handle: 0, size: 1, primitive: None }, "MPI_Igatherv")?) };
                 let send: &'static [u8] = if in_place(sendbuf) {
                     let me = c.rank() as usize;
-                    let mut copy = scratch(rc[me], Some(&recv[rd[me]..rd[me] + rc[me]]));
-                    // SAFETY: `copy` goes with the request.
-                    let b = unsafe { scratch_bytes(&mut copy, rc[me]) };
-                    keep.push(copy);
-                    b
+                    kept(&mut keep, rc[me], Some(&recv[rd[me]..rd[me] + rc[me]]))
                 } else {
                     let st = types::ty(sendtype)?;
                     // SAFETY: the program lends the buffer until the request completes.
@@ -369,11 +367,7 @@ mpi_export! {
                 let send = unsafe { lent(sendbuf, run_of(sendbuf, sn * peers(&c), &st, "MPI_Iscatter")?) };
                 let recv: &'static mut [u8] = if in_place(recvbuf) {
                     let block = sn * st.size();
-                    let mut sink = scratch(block, None);
-                    // SAFETY: `sink` goes with the request.
-                    let b = unsafe { scratch_bytes(&mut sink, block) };
-                    keep.push(sink);
-                    b
+                    kept(&mut keep, block, None)
                 } else {
                     let rt = types::ty(recvtype)?;
                     // SAFETY: the program lends the buffer until the request completes.
@@ -411,11 +405,7 @@ mpi_export! {
                 let send = unsafe { lent(sendbuf, run_of(sendbuf, span, &Ty::Basic { handle: 0, size: 1, primitive: None }, "MPI_Iscatterv")?) };
                 let recv: &'static mut [u8] = if in_place(recvbuf) {
                     let mine = sc[c.rank() as usize];
-                    let mut sink = scratch(mine, None);
-                    // SAFETY: `sink` goes with the request.
-                    let b = unsafe { scratch_bytes(&mut sink, mine) };
-                    keep.push(sink);
-                    b
+                    kept(&mut keep, mine, None)
                 } else {
                     let rt = types::ty(recvtype)?;
                     // SAFETY: the program lends the buffer until the request completes.
@@ -444,11 +434,7 @@ mpi_export! {
             let send: &'static [u8] = if in_place(sendbuf) {
                 let block = rn * rt.size();
                 let me = c.rank() as usize;
-                let mut copy = scratch(block, Some(&recv[me * block..(me + 1) * block]));
-                // SAFETY: `copy` goes with the request.
-                let b = unsafe { scratch_bytes(&mut copy, block) };
-                keep.push(copy);
-                b
+                kept(&mut keep, block, Some(&recv[me * block..(me + 1) * block]))
             } else {
                 let st = types::ty(sendtype)?;
                 // SAFETY: the program lends the buffer until the request completes.
@@ -477,11 +463,7 @@ mpi_export! {
             let mut keep = Vec::new();
             let send: &'static [u8] = if in_place(sendbuf) {
                 let me = c.rank() as usize;
-                let mut copy = scratch(rc[me], Some(&recv[rd[me]..rd[me] + rc[me]]));
-                // SAFETY: `copy` goes with the request.
-                let b = unsafe { scratch_bytes(&mut copy, rc[me]) };
-                keep.push(copy);
-                b
+                kept(&mut keep, rc[me], Some(&recv[rd[me]..rd[me] + rc[me]]))
             } else {
                 let st = types::ty(sendtype)?;
                 // SAFETY: the program lends the buffer until the request completes.
