@@ -87,11 +87,6 @@ fn communicators_groups_intercommunicators_attributes_and_error_handlers() {
 }
 
 #[test]
-fn datatypes_their_bounds_packing_and_derived_layouts_in_messages() {
-    run_everywhere("types");
-}
-
-#[test]
 fn bad_handles_counts_buffers_tags_ranks_and_roots_are_errors_of_their_class() {
     run_everywhere("badinput");
 }
