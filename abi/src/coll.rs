@@ -417,9 +417,8 @@ impl Typed for Reduction<'_> {
                     if me && place {
                         at.reduce_into_root_in_place(slice_mut::<T>(self.recv, self.count)?, op)?;
                     } else if me && c.test_inter() {
-                        let mut none: [T; 0] = [];
-                        at.reduce_into_root(&none[..], slice_mut::<T>(self.recv, self.count)?, op)?;
-                        let _ = &mut none;
+                        // The root group of an intercommunicator contributes nothing.
+                        at.reduce_into_root(&[], slice_mut::<T>(self.recv, self.count)?, op)?;
                     } else if me {
                         at.reduce_into_root(
                             slice::<T>(self.send, self.count)?,
@@ -529,9 +528,6 @@ fn reduction(
                 class::ARG,
                 "MPI_IN_PLACE is not allowed on an intercommunicator",
             ));
-        }
-        if kind == Kind::Exscan && !in_place(send) && c.rank() == 0 {
-            // Rank 0's receive buffer is undefined by MPI; leave it as it is.
         }
         dispatch(
             datatype,

@@ -124,10 +124,7 @@ impl Typed for Reduction<'_> {
         let c = self.comm;
         let n = c.size() as usize;
         let mut keep = Vec::new();
-        let recv_len = match self.kind {
-            Kind::ReduceScatterBlock => self.bytes,
-            _ => self.bytes,
-        };
+        let recv_len = self.bytes;
         let send_len = match self.kind {
             Kind::ReduceScatterBlock => self.bytes * n,
             _ => self.bytes,
